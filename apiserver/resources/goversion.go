@@ -1,0 +1,5 @@
+package resources
+
+import "runtime"
+
+func goVersion() string { return runtime.Version() }
