@@ -1,4 +1,5 @@
 # kubelab: `make run` starts a lab cluster, `make test` runs the whole suite.
+SHELL   := /bin/bash
 GO      ?= go
 BIN     := bin/kubelab
 DATA    ?= /var/lib/kubelab

@@ -1,0 +1,141 @@
+package labnet
+
+import (
+	"fmt"
+	"math/rand"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Getuid() != 0 && os.Getenv("CI") == "" {
+		t.Skip("needs root to create network namespaces and links (runs in CI as root)")
+	}
+}
+
+// testConfig gives each test run its own lab name and subnet, so parallel
+// runs and leftovers of a crashed run never collide.
+func testConfig(t *testing.T) Config {
+	r := rand.New(rand.NewSource(time.Now().UnixNano()))
+	name := fmt.Sprintf("klt%04x", r.Intn(1<<16))
+	_, subnet, _ := net.ParseCIDR(fmt.Sprintf("10.201.%d.0/24", r.Intn(250)))
+	c := Config{Name: name, Subnet: subnet, ServiceCIDR: DefaultServiceCIDR}
+	t.Cleanup(func() {
+		if err := Down(c); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return c
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"kubelab", true}, {"lab-1", true}, {"", false}, {"waytoolongname", false}, {"Lab", false}, {"a_b", false},
+	} {
+		err := Config{Name: tc.name, Subnet: DefaultSubnet, ServiceCIDR: DefaultServiceCIDR}.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("Validate(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+	c := Config{Name: "kubelab", Subnet: DefaultSubnet}
+	if got := c.NodeIP(2).String(); got != "10.200.0.2" {
+		t.Errorf("NodeIP(2) = %s", got)
+	}
+	if got := c.BridgeIP().String(); got != "10.200.0.254" {
+		t.Errorf("BridgeIP = %s", got)
+	}
+}
+
+// dialFrom connects from inside the named namespace.
+func dialFrom(nsName, addr string) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(nsName)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		return err
+	}
+	defer netns.Set(orig)
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+func TestUpReachesBridgeAndDownRemovesEverything(t *testing.T) {
+	requireRoot(t)
+	c := testConfig(t)
+	if err := Up(c, 2); err != nil {
+		t.Fatal(err)
+	}
+	// Idempotent: a second Up on the same lab changes nothing and succeeds.
+	if err := Up(c, 2); err != nil {
+		t.Fatalf("second Up: %v", err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(c.BridgeIP().String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	for i := 1; i <= 2; i++ {
+		if err := dialFrom(c.NodeNamespace(NodeName(i)), ln.Addr().String()); err != nil {
+			t.Errorf("node %d cannot reach the bridge: %v", i, err)
+		}
+	}
+	// The service route must exist on-link in each node.
+	h, _ := netns.GetFromName(c.NodeNamespace(NodeName(1)))
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, _ := nh.RouteList(nil, netlink.FAMILY_V4)
+	found := false
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.String() == DefaultServiceCIDR.String() {
+			found = true
+		}
+	}
+	nh.Close()
+	h.Close()
+	if !found {
+		t.Errorf("no route for %s in node-1: %v", DefaultServiceCIDR, routes)
+	}
+
+	if err := Down(c); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := Namespaces(c.Name); len(left) != 0 {
+		t.Errorf("namespaces left after Down: %v", left)
+	}
+	if _, err := netlink.LinkByName(c.BridgeName()); err == nil {
+		t.Errorf("bridge %s left after Down", c.BridgeName())
+	}
+}
