@@ -1,3 +1,10 @@
 // Package examples holds the manifests used by the README, the docs and the
-// tests; the Go side only embeds them so tests can apply exactly these files.
+// tests. They are embedded so tests apply exactly the files users read.
 package examples
+
+import "embed"
+
+// Manifests holds every example manifest by file name.
+//
+//go:embed *.yaml
+var Manifests embed.FS
