@@ -1,0 +1,667 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Config configures a Proxier. Zero values get the defaults noted.
+type Config struct {
+	// NodeName is this node's name, compared with EndpointSlice nodeName.
+	NodeName string
+	// NodeIP is the node's InternalIP; NodePorts answer on it and on 127.0.0.1.
+	NodeIP net.IP
+	// ClusterCIDR (pod network, e.g. "10.244.0.0/16"): ClusterIP traffic from
+	// outside it is masqueraded; pod traffic to an ETP Local external
+	// destination is sent to cluster-wide endpoints. Empty disables both.
+	ClusterCIDR string
+	// ServiceCIDR (e.g. "10.96.0.0/12"), informational (shown in logs).
+	ServiceCIDR string
+	// NoLocalEndpoints: "reject" (default) or "drop", for internal traffic of
+	// an internalTrafficPolicy Local Service with no endpoint on this node.
+	NoLocalEndpoints string
+	// ServiceInternalTrafficPolicy is the feature gate (pass true unless the
+	// gate is turned off). false: every Service is Cluster for internal traffic.
+	ServiceInternalTrafficPolicy bool
+	// MinSyncInterval coalesces bursts of changes (default 100ms).
+	MinSyncInterval time.Duration
+	// FullSyncInterval forces a full resync (default 1m).
+	FullSyncInterval time.Duration
+	// Registerer receives the metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Executor runs iptables, conntrack and sysctl (default HostExecutor()).
+	Executor Executor
+	// Backend forces "nft" or "legacy"; empty detects it.
+	Backend Backend
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Proxier programs one node's iptables from Services and EndpointSlices.
+type Proxier struct {
+	cfg    Config
+	rcfg   RenderConfig
+	client kubernetes.Interface
+	ipt    *ipt
+	log    *slog.Logger
+	m      *metrics
+
+	// Informer-fed state.
+	mu       sync.Mutex
+	services map[string]*corev1.Service
+	slices   map[string]map[string]*discovery.EndpointSlice // service key -> slice name
+	dirty    map[string]bool
+	needFull bool
+	signal   chan struct{}
+
+	// Programmed state, owned by the sync goroutine; stateMu guards readers.
+	syncMu   sync.Mutex // one sync at a time
+	stateMu  sync.RWMutex
+	ports    map[string]*portState // port key
+	svcPorts map[string][]string   // service key -> port keys
+	written  map[string]string     // "table/chain" of shared chains -> rules last written
+	booted   bool
+	syncs    int
+	lastErr  error
+
+	counters refusalCounter
+}
+
+type portState struct {
+	sp     ServicePort
+	choice Choice
+	rules  PortRules
+}
+
+// New validates cfg, detects the iptables backend and returns a Proxier.
+// Nothing is changed on the node until Run.
+func New(client kubernetes.Interface, cfg Config) (*Proxier, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("proxy: NodeName is required")
+	}
+	switch cfg.NoLocalEndpoints {
+	case "":
+		cfg.NoLocalEndpoints = "reject"
+	case "reject", "drop":
+	default:
+		return nil, fmt.Errorf("proxy: NoLocalEndpoints must be reject or drop, not %q", cfg.NoLocalEndpoints)
+	}
+	if cfg.NodeIP != nil && cfg.NodeIP.To4() == nil {
+		return nil, fmt.Errorf("proxy: NodeIP %s is not IPv4", cfg.NodeIP)
+	}
+	if cfg.ClusterCIDR != "" {
+		if _, n, err := net.ParseCIDR(cfg.ClusterCIDR); err != nil {
+			return nil, fmt.Errorf("proxy: ClusterCIDR: %w", err)
+		} else {
+			cfg.ClusterCIDR = n.String()
+		}
+	}
+	if cfg.MinSyncInterval <= 0 {
+		cfg.MinSyncInterval = 100 * time.Millisecond
+	}
+	if cfg.FullSyncInterval <= 0 {
+		cfg.FullSyncInterval = time.Minute
+	}
+	if cfg.Executor == nil {
+		cfg.Executor = HostExecutor()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx := context.Background()
+	if cfg.Backend == "" {
+		b, err := DetectBackend(ctx, cfg.Executor)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Backend = b
+	}
+	t, err := newIPT(ctx, cfg.Executor, cfg.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	p := &Proxier{
+		cfg: cfg, client: client, ipt: t, log: cfg.Logger.With("component", "proxy"),
+		services: map[string]*corev1.Service{},
+		slices:   map[string]map[string]*discovery.EndpointSlice{},
+		dirty:    map[string]bool{}, needFull: true,
+		signal: make(chan struct{}, 1),
+		ports:  map[string]*portState{}, svcPorts: map[string][]string{}, written: map[string]string{},
+	}
+	p.rcfg = RenderConfig{ClusterCIDR: cfg.ClusterCIDR, DropNoLocal: cfg.NoLocalEndpoints == "drop"}
+	if cfg.NodeIP != nil {
+		p.rcfg.NodeIP = cfg.NodeIP.To4().String()
+	}
+	p.counters.last = map[string]uint64{}
+	p.counters.totals = map[refusalKey]uint64{}
+	p.m = newMetrics(p)
+	if cfg.Registerer != nil {
+		if err := p.m.register(cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("proxy: register metrics: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// Backend reports the iptables backend in use.
+func (p *Proxier) Backend() Backend { return p.cfg.Backend }
+
+// Run watches Services and EndpointSlices and keeps the rules in step until
+// ctx ends. Rules stay in place when it returns (connections keep working
+// across an agent restart); Cleanup removes them.
+func (p *Proxier) Run(ctx context.Context) error {
+	p.log.Info("starting service proxy", "node", p.cfg.NodeName, "backend", p.cfg.Backend,
+		"clusterCIDR", p.cfg.ClusterCIDR, "serviceCIDR", p.cfg.ServiceCIDR, "noLocalEndpoints", p.cfg.NoLocalEndpoints,
+		"itpGate", p.cfg.ServiceInternalTrafficPolicy)
+	f := informers.NewSharedInformerFactory(p.client, 0)
+	svcInf := f.Core().V1().Services().Informer()
+	epsInf := f.Discovery().V1().EndpointSlices().Informer()
+	if _, err := svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { p.onService(o, false) },
+		UpdateFunc: func(_, o any) { p.onService(o, false) },
+		DeleteFunc: func(o any) { p.onService(o, true) },
+	}); err != nil {
+		return err
+	}
+	if _, err := epsInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { p.onSlice(o, false) },
+		UpdateFunc: func(_, o any) { p.onSlice(o, false) },
+		DeleteFunc: func(o any) { p.onSlice(o, true) },
+	}); err != nil {
+		return err
+	}
+	f.Start(ctx.Done())
+	defer f.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), svcInf.HasSynced, epsInf.HasSynced) {
+		return ctx.Err()
+	}
+	p.kick()
+	full := time.NewTicker(p.cfg.FullSyncInterval)
+	defer full.Stop()
+	var last time.Time
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-p.signal:
+		case <-retry:
+		case <-full.C:
+			p.mu.Lock()
+			p.needFull = true
+			p.mu.Unlock()
+		}
+		if d := time.Until(last.Add(p.cfg.MinSyncInterval)); d > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(d):
+			}
+		}
+		last = time.Now()
+		retry = nil
+		if err := p.Sync(ctx); err != nil {
+			p.log.Error("sync proxy rules", "err", err)
+			retry = time.After(time.Second)
+		}
+	}
+}
+
+func (p *Proxier) kick() {
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+func objKey(ns, name string) string { return ns + "/" + name }
+
+func (p *Proxier) onService(o any, deleted bool) {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o, deleted = d.Obj, true
+	}
+	svc, ok := o.(*corev1.Service)
+	if !ok {
+		return
+	}
+	k := objKey(svc.Namespace, svc.Name)
+	p.mu.Lock()
+	if deleted {
+		delete(p.services, k)
+	} else {
+		p.services[k] = svc
+	}
+	p.dirty[k] = true
+	p.mu.Unlock()
+	p.kick()
+}
+
+func (p *Proxier) onSlice(o any, deleted bool) {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o, deleted = d.Obj, true
+	}
+	s, ok := o.(*discovery.EndpointSlice)
+	if !ok {
+		return
+	}
+	svcName := s.Labels[discovery.LabelServiceName]
+	if svcName == "" {
+		return
+	}
+	k := objKey(s.Namespace, svcName)
+	p.mu.Lock()
+	m := p.slices[k]
+	if deleted {
+		delete(m, s.Name)
+		if len(m) == 0 {
+			delete(p.slices, k)
+		}
+	} else {
+		if m == nil {
+			m = map[string]*discovery.EndpointSlice{}
+			p.slices[k] = m
+		}
+		m[s.Name] = s
+	}
+	p.dirty[k] = true
+	p.mu.Unlock()
+	p.kick()
+}
+
+// Sync applies pending changes now: a partial sync rewriting only changed
+// Services' chains, or a full one when due or after an error.
+func (p *Proxier) Sync(ctx context.Context) error {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	start := time.Now()
+
+	p.mu.Lock()
+	full := p.needFull || !p.booted
+	var keys []string
+	if full {
+		for k := range p.services {
+			keys = append(keys, k)
+		}
+		for k := range p.svcPorts {
+			if _, ok := p.services[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+	} else {
+		for k := range p.dirty {
+			keys = append(keys, k)
+		}
+	}
+	type input struct {
+		svc    *corev1.Service
+		slices []*discovery.EndpointSlice
+	}
+	inputs := make(map[string]input, len(keys))
+	for _, k := range keys {
+		in := input{svc: p.services[k]}
+		for _, s := range p.slices[k] {
+			in.slices = append(in.slices, s)
+		}
+		inputs[k] = in
+	}
+	p.dirty = map[string]bool{}
+	p.needFull = false
+	p.mu.Unlock()
+
+	fail := func(err error) error {
+		p.mu.Lock()
+		p.needFull = true
+		p.mu.Unlock()
+		p.stateMu.Lock()
+		p.lastErr = err
+		p.stateMu.Unlock()
+		p.m.restoreFailures.Inc()
+		return err
+	}
+
+	// Compute new per-port state for the affected Services.
+	newPorts := map[string]*portState{}
+	newSvcPorts := map[string][]string{}
+	for k, in := range inputs {
+		var pk []string
+		if in.svc != nil {
+			for _, sp := range servicePorts(in.svc) {
+				eps := endpointsFor(in.slices, sp.PortName, sp.Protocol)
+				c := Choose(sp, eps, p.cfg.NodeName, p.cfg.ServiceInternalTrafficPolicy)
+				ps := &portState{sp: sp, choice: c, rules: RenderPort(sp, c, p.rcfg)}
+				newPorts[sp.Key()] = ps
+				pk = append(pk, sp.Key())
+			}
+		}
+		newSvcPorts[k] = pk
+	}
+
+	p.stateMu.RLock()
+	var natW []Chain
+	var natDel []string
+	var udpOld []*portState // UDP ports whose DNAT targets may have gone
+	for k := range inputs {
+		for _, old := range p.svcPorts[k] {
+			ops := p.ports[old]
+			nps := newPorts[old]
+			keep := map[string]bool{}
+			if nps != nil {
+				for _, c := range nps.rules.NatChains {
+					keep[c.Name] = true
+				}
+			}
+			for _, c := range ops.rules.NatChains {
+				if !keep[c.Name] {
+					natDel = append(natDel, c.Name)
+				}
+			}
+			if ops.sp.Protocol == corev1.ProtocolUDP {
+				udpOld = append(udpOld, ops)
+			}
+		}
+	}
+	// The full port set after this sync, in key order, for the shared chains.
+	all := make([]*PortRules, 0, len(p.ports)+len(newPorts))
+	allKeys := make([]string, 0, len(p.ports)+len(newPorts))
+	for k := range p.ports {
+		if _, gone := inputs[svcOfPort(p.ports[k].sp)]; !gone {
+			allKeys = append(allKeys, k)
+		}
+	}
+	for k := range newPorts {
+		allKeys = append(allKeys, k)
+	}
+	sort.Strings(allKeys)
+	for _, k := range allKeys {
+		if ps, ok := newPorts[k]; ok {
+			all = append(all, &ps.rules)
+		} else {
+			all = append(all, &p.ports[k].rules)
+		}
+	}
+	p.stateMu.RUnlock()
+
+	if full {
+		for _, ps := range all {
+			natW = append(natW, ps.NatChains...)
+		}
+	} else {
+		for _, ps := range newPorts {
+			natW = append(natW, ps.rules.NatChains...)
+		}
+	}
+	topNat, topFilter := topChains(all, p.rcfg)
+	written := map[string]string{}
+	var natTopW, filterW []Chain
+	for _, c := range topNat {
+		t := strings.Join(c.Rules, "\n")
+		written["nat/"+c.Name] = t
+		if old, ok := p.written["nat/"+c.Name]; full || !ok || old != t {
+			natTopW = append(natTopW, c)
+		}
+	}
+	for _, c := range topFilter {
+		t := strings.Join(c.Rules, "\n")
+		written["filter/"+c.Name] = t
+		if old, ok := p.written["filter/"+c.Name]; full || !ok || old != t {
+			filterW = append(filterW, c)
+		}
+	}
+	var filterDel []string
+	if full {
+		// Stale chains: whatever KUBELAB- chain exists that we do not write.
+		want := map[string]bool{}
+		for _, c := range topNat {
+			want[c.Name] = true
+		}
+		for _, c := range natW {
+			want[c.Name] = true
+		}
+		natDel = natDel[:0]
+		save, err := p.ipt.save(ctx, "nat", false)
+		if err != nil {
+			return fail(fmt.Errorf("list nat chains: %w", err))
+		}
+		for _, c := range existingChains(save) {
+			if !want[c] {
+				natDel = append(natDel, c)
+			}
+		}
+		fwant := map[string]bool{}
+		for _, c := range topFilter {
+			fwant[c.Name] = true
+		}
+		save, err = p.ipt.save(ctx, "filter", false)
+		if err != nil {
+			return fail(fmt.Errorf("list filter chains: %w", err))
+		}
+		for _, c := range existingChains(save) {
+			if !fwant[c] {
+				filterDel = append(filterDel, c)
+			}
+		}
+	} else {
+		for k := range p.written {
+			if _, ok := written[k]; !ok && strings.HasPrefix(k, "nat/") {
+				natDel = append(natDel, strings.TrimPrefix(k, "nat/"))
+			}
+		}
+	}
+
+	var b strings.Builder
+	writeTable(&b, "filter", filterW, filterDel)
+	writeTable(&b, "nat", append(natTopW, natW...), natDel)
+	text := b.String()
+
+	if text != "" {
+		p.counters.mu.Lock()
+		if len(filterW) > 0 {
+			// Fold in the packet counts of refusal rules about to be replaced.
+			if err := p.observeCountersLocked(ctx); err != nil {
+				p.log.Debug("read refusal counters", "err", err)
+			}
+		}
+		err := p.ipt.restore(ctx, text)
+		if err == nil {
+			for _, c := range filterW {
+				p.counters.resetChainLocked(c.Name)
+			}
+		}
+		p.counters.mu.Unlock()
+		if err != nil {
+			return fail(fmt.Errorf("iptables-restore (%s sync): %w", syncKind(full), err))
+		}
+	}
+	if full {
+		if err := p.ipt.ensureJumps(); err != nil {
+			return fail(err)
+		}
+		if !p.booted && p.rcfg.NodeIP != "" {
+			if err := setRouteLocalnet(ctx, p.cfg.Executor); err != nil {
+				p.log.Warn("cannot enable route_localnet; NodePorts on 127.0.0.1 will not work", "err", err)
+			}
+		}
+	}
+
+	// Commit the new state.
+	p.stateMu.Lock()
+	for k := range inputs {
+		for _, old := range p.svcPorts[k] {
+			delete(p.ports, old)
+		}
+		delete(p.svcPorts, k)
+		if len(newSvcPorts[k]) > 0 {
+			p.svcPorts[k] = newSvcPorts[k]
+		}
+	}
+	for k, ps := range newPorts {
+		p.ports[k] = ps
+	}
+	p.written = written
+	p.booted = true
+	p.syncs++
+	p.lastErr = nil
+	var nlInternal, nlExternal int
+	for _, ps := range p.ports {
+		if ps.choice.Internal.Verdict == VerdictNoLocalEndpoints {
+			nlInternal++
+		}
+		if ps.choice.External != nil && ps.choice.External.Verdict == VerdictNoLocalEndpoints {
+			nlExternal++
+		}
+	}
+	p.stateMu.Unlock()
+
+	p.flushConntrack(ctx, udpOld, newPorts)
+
+	d := time.Since(start).Seconds()
+	p.m.syncDuration.Observe(d)
+	if full {
+		p.m.fullDuration.Observe(d)
+	} else {
+		p.m.partialDuration.Observe(d)
+	}
+	p.m.lastTimestamp.SetToCurrentTime()
+	var nNat, nFilter int
+	for _, ps := range all {
+		for _, c := range ps.NatChains {
+			nNat += len(c.Rules)
+		}
+	}
+	for _, c := range topNat {
+		nNat += len(c.Rules)
+	}
+	for _, c := range topFilter {
+		nFilter += len(c.Rules)
+	}
+	p.m.rules.WithLabelValues("nat").Set(float64(nNat))
+	p.m.rules.WithLabelValues("filter").Set(float64(nFilter))
+	p.m.noLocal.WithLabelValues("internal").Set(float64(nlInternal))
+	p.m.noLocal.WithLabelValues("external").Set(float64(nlExternal))
+	p.log.Debug("synced proxy rules", "kind", syncKind(full), "services", len(inputs), "bytes", len(text), "took", time.Since(start))
+	return nil
+}
+
+func syncKind(full bool) string {
+	if full {
+		return "full"
+	}
+	return "partial"
+}
+
+func svcOfPort(sp ServicePort) string { return objKey(sp.Namespace, sp.Name) }
+
+// flushConntrack removes UDP conntrack entries that would keep sending
+// datagrams to endpoints that went away (UDP has no connection to reset),
+// and entries made while a port had no endpoints.
+func (p *Proxier) flushConntrack(ctx context.Context, old []*portState, newPorts map[string]*portState) {
+	for _, ops := range old {
+		nps := newPorts[ops.sp.Key()]
+		var now []string
+		if nps != nil {
+			now = nps.rules.Targets
+		}
+		dsts := []string{ops.sp.ClusterIP}
+		dsts = append(dsts, ops.sp.ExternalIPs...)
+		dsts = append(dsts, ops.sp.LoadBalancerIPs...)
+		for _, ip := range ops.rules.Targets {
+			if slices.Contains(now, ip) {
+				continue
+			}
+			for _, d := range dsts {
+				if err := conntrackDelete(ctx, p.cfg.Executor, "-p", "udp", "--orig-dst", d, "--dst-nat", ip); err != nil {
+					p.log.Warn("flush conntrack", "service", ops.sp.String(), "endpoint", ip, "err", err)
+				}
+			}
+			if ops.sp.NodePort != 0 {
+				if err := conntrackDelete(ctx, p.cfg.Executor, "-p", "udp", "--orig-port-dst", fmt.Sprint(ops.sp.NodePort), "--dst-nat", ip); err != nil {
+					p.log.Warn("flush conntrack", "service", ops.sp.String(), "endpoint", ip, "err", err)
+				}
+			}
+		}
+	}
+	for _, nps := range newPorts {
+		if nps.sp.Protocol != corev1.ProtocolUDP || len(nps.rules.Targets) == 0 {
+			continue
+		}
+		var had bool
+		for _, ops := range old {
+			if ops.sp.Key() == nps.sp.Key() && len(ops.rules.Targets) > 0 {
+				had = true
+			}
+		}
+		if !had {
+			if err := conntrackDelete(ctx, p.cfg.Executor, "-p", "udp", "--orig-dst", nps.sp.ClusterIP); err != nil {
+				p.log.Warn("flush conntrack", "service", nps.sp.String(), "err", err)
+			}
+		}
+	}
+}
+
+// Cleanup removes every rule and chain kubelab installed on this node (the
+// agent's --cleanup).
+func (p *Proxier) Cleanup(ctx context.Context) error {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	if err := p.ipt.cleanup(); err != nil {
+		return err
+	}
+	p.stateMu.Lock()
+	p.ports, p.svcPorts, p.written, p.booted = map[string]*portState{}, map[string][]string{}, map[string]string{}, false
+	p.stateMu.Unlock()
+	return nil
+}
+
+// Cleanup removes everything kubelab installed, from both backends, without
+// needing an API client (for `kubelab agent --cleanup`).
+func Cleanup(ctx context.Context, ex Executor) error {
+	if ex == nil {
+		ex = HostExecutor()
+	}
+	var errs []error
+	for _, b := range []Backend{"nft", "legacy"} {
+		if _, err := ex.ToolPath("iptables-" + string(b)); err != nil {
+			continue
+		}
+		t, err := newIPT(ctx, ex, b)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := t.cleanup(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Ruleset returns the full ruleset as currently programmed.
+func (p *Proxier) Ruleset() *Ruleset {
+	p.stateMu.RLock()
+	defer p.stateMu.RUnlock()
+	keys := make([]string, 0, len(p.ports))
+	for k := range p.ports {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	prs := make([]*PortRules, len(keys))
+	for i, k := range keys {
+		prs[i] = &p.ports[k].rules
+	}
+	return Assemble(prs, p.rcfg)
+}
