@@ -206,6 +206,8 @@ func (t *ipt) cleanup() error {
 			errs = append(errs, err.Error())
 		}
 	}
+	// Then every kubelab chain, in one transaction per table: declaring a
+	// chain flushes it, so none is still referenced when -X runs.
 	for _, table := range []string{"nat", "filter"} {
 		chains, err := t.lib.ListChains(table)
 		if err != nil {
@@ -218,16 +220,13 @@ func (t *ipt) cleanup() error {
 				ours = append(ours, c)
 			}
 		}
-		// Flush all first so no kubelab chain is still referenced, then delete.
-		for _, c := range ours {
-			if err := t.lib.ClearChain(table, c); err != nil {
-				errs = append(errs, err.Error())
-			}
+		if len(ours) == 0 {
+			continue
 		}
-		for _, c := range ours {
-			if err := t.lib.DeleteChain(table, c); err != nil {
-				errs = append(errs, err.Error())
-			}
+		var b strings.Builder
+		writeTable(&b, table, nil, ours)
+		if err := t.restore(context.Background(), b.String()); err != nil {
+			errs = append(errs, err.Error())
 		}
 	}
 	if len(errs) > 0 {
