@@ -1,0 +1,400 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubelab/kubelab/nodeagent/sandbox"
+)
+
+const nobody = 65534
+
+// containerRun runs one container of a pod as a process inside the pod's
+// namespace and restarts it according to the pod's restartPolicy.
+type containerRun struct {
+	w    *podWorker
+	spec corev1.Container
+
+	mu       sync.Mutex
+	state    corev1.ContainerState
+	last     corev1.ContainerState
+	restarts int32
+	ready    bool
+	started  bool
+	finished bool // exited and will not be restarted
+	id       string
+	proc     *os.Process
+	instance int32 // log instance of the current (or last) run
+	stopping bool
+	killed   chan struct{} // closed by stop: ends back-off waits
+
+	done chan struct{}
+}
+
+func newContainerRun(w *podWorker, spec corev1.Container, restarts int32) *containerRun {
+	return &containerRun{
+		w: w, spec: spec, restarts: restarts, instance: restarts,
+		state:  corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}},
+		killed: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+}
+
+// userOf picks the uid/gid a container runs as: nobody unless the pod or
+// container security context names a user.
+func userOf(pod *corev1.Pod, c *corev1.Container) (uid, gid int64) {
+	uid, gid = -1, -1
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			uid = *sc.RunAsUser
+		}
+		if sc.RunAsGroup != nil {
+			gid = *sc.RunAsGroup
+		}
+	}
+	if sc := c.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			uid = *sc.RunAsUser
+		}
+		if sc.RunAsGroup != nil {
+			gid = *sc.RunAsGroup
+		}
+	}
+	if uid < 0 {
+		uid = nobody
+	}
+	if gid < 0 {
+		if uid == 0 {
+			gid = 0
+		} else {
+			gid = nobody
+		}
+	}
+	return uid, gid
+}
+
+// commandFor decides what process runs: the container's command when it
+// names a host executable, else the built-in workload.
+func commandFor(cfg *Config, pod *corev1.Pod, c *corev1.Container, vals map[string]string) (argv []string, builtin bool) {
+	if len(c.Command) > 0 {
+		if p, err := exec.LookPath(c.Command[0]); err == nil {
+			argv = append([]string{p}, expandAll(c.Command[1:], vals)...)
+			return append(argv, expandAll(c.Args, vals)...), false
+		}
+	}
+	argv = append([]string{}, cfg.WorkloadCommand...)
+	argv = append(argv, "--pod", pod.Namespace+"/"+pod.Name, "--node", cfg.NodeName)
+	for _, p := range containerPorts(c) {
+		argv = append(argv, "--port", p)
+	}
+	return argv, true
+}
+
+func (r *containerRun) snapshot() corev1.ContainerStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	image := r.spec.Image
+	st := corev1.ContainerStatus{
+		Name: r.spec.Name, State: r.state, LastTerminationState: r.last, Ready: r.ready,
+		RestartCount: r.restarts, Image: image, ImageID: "kubelab://" + image, ContainerID: r.id,
+		Started: &r.started,
+	}
+	return st
+}
+
+// run is the container's life: start, wait, maybe back off and restart.
+func (r *containerRun) run(ctx context.Context) {
+	defer close(r.done)
+	for {
+		began := time.Now()
+		code, err := r.runOnce(ctx)
+		if r.isStopping() || ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			slog.Warn("container start", "pod", r.w.key, "container", r.spec.Name, "err", err)
+		}
+		policy := r.w.podSpec().RestartPolicy
+		if !shouldRestart(policy, code) {
+			r.mu.Lock()
+			r.finished = true
+			r.mu.Unlock()
+			r.w.kick()
+			return
+		}
+		r.mu.Lock()
+		n := r.restarts
+		if time.Since(began) > backoffReset {
+			n = 0
+		}
+		delay := crashBackoff(n)
+		if n > 0 || code != 0 || err != nil {
+			r.state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+				Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", delay, r.spec.Name, r.w.name, r.w.ns, r.w.uid)}}
+		}
+		r.mu.Unlock()
+		r.w.kick()
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.killed:
+			return
+		case <-time.After(delay):
+		}
+		r.mu.Lock()
+		r.restarts++
+		r.instance = r.restarts
+		r.mu.Unlock()
+	}
+}
+
+func (r *containerRun) isStopping() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopping
+}
+
+// runOnce starts one process and waits for it; returns its exit code.
+func (r *containerRun) runOnce(ctx context.Context) (int, error) {
+	pod := r.w.podSnapshot()
+	sb := r.w.sandboxInfo()
+	env, vals, err := containerEnv(pod, &r.spec, sb.IP.String(), r.w.m.cfg.NodeIP.String())
+	if err != nil {
+		r.setStartError("CreateContainerConfigError", err)
+		return 128, err
+	}
+	argv, builtin := commandFor(r.w.m.cfg, pod, &r.spec, vals)
+	uid, gid := userOf(pod, &r.spec)
+	r.mu.Lock()
+	instance := r.instance
+	r.mu.Unlock()
+	lw, err := openLog(logDir(r.w.m.cfg.DataDir, string(r.w.uid), r.spec.Name), instance)
+	if err != nil {
+		r.setStartError("RunContainerError", err)
+		return 128, err
+	}
+	defer lw.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Dir = "/"
+	if r.spec.WorkingDir != "" {
+		if st, err := os.Stat(r.spec.WorkingDir); err == nil && st.IsDir() {
+			cmd.Dir = r.spec.WorkingDir
+		}
+	}
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if builtin {
+		// The workload binds its ports as root, then drops to the user itself.
+		cmd.Args = append(cmd.Args, "--uid", strconv.FormatInt(uid, 10))
+		if uid == 0 {
+			cmd.Args[len(cmd.Args)-1] = "-1"
+		}
+	} else if uid != 0 {
+		attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	}
+	cmd.SysProcAttr = attr
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return 128, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return 128, err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = sandbox.Do(sb.Path(), cmd.Start)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		r.setStartError("RunContainerError", err)
+		return 128, err
+	}
+	var pumps sync.WaitGroup
+	pumps.Add(2)
+	go lw.pump("stdout", outR, pumps.Done)
+	go lw.pump("stderr", errR, pumps.Done)
+
+	now := metav1.Now()
+	r.mu.Lock()
+	r.proc = cmd.Process
+	r.id = fmt.Sprintf("kubelab://%s-%s-%d", string(r.w.uid)[:min(8, len(r.w.uid))], r.spec.Name, instance)
+	r.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}
+	r.started = true
+	r.ready = r.spec.ReadinessProbe == nil
+	stopping := r.stopping
+	r.mu.Unlock()
+	if stopping {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	r.w.kick()
+
+	probeCtx, cancelProbes := context.WithCancel(ctx)
+	go r.probeLoop(probeCtx, r.spec.ReadinessProbe, false, sb.IP.String())
+	go r.probeLoop(probeCtx, r.spec.LivenessProbe, true, sb.IP.String())
+
+	werr := cmd.Wait()
+	cancelProbes()
+	// Reap the rest of the process group: a container ends with its main process.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	pumpsDone := make(chan struct{})
+	go func() { pumps.Wait(); close(pumpsDone) }()
+	select {
+	case <-pumpsDone:
+	case <-time.After(2 * time.Second): // an escaped grandchild holds the pipe
+		outR.Close()
+		errR.Close()
+		<-pumpsDone
+	}
+	outR.Close()
+	errR.Close()
+	code := exitCode(cmd.ProcessState, werr)
+	reason := "Completed"
+	if code != 0 {
+		reason = "Error"
+	}
+	r.mu.Lock()
+	if r.state.Running != nil && r.state.Running.StartedAt.Time.IsZero() == false {
+		now = r.state.Running.StartedAt
+	}
+	term := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: int32(code), Reason: reason, StartedAt: now, FinishedAt: metav1.Now(), ContainerID: r.id}}
+	r.state = term
+	r.last = term
+	r.ready = false
+	r.proc = nil
+	r.mu.Unlock()
+	r.w.kick()
+	return code, nil
+}
+
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		if err != nil {
+			return 128
+		}
+		return 0
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+func (r *containerRun) setStartError(reason string, err error) {
+	r.mu.Lock()
+	r.state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: err.Error()}}
+	r.mu.Unlock()
+	r.w.kick()
+}
+
+// signal sends sig to the container's process group.
+func (r *containerRun) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	p := r.proc
+	r.mu.Unlock()
+	if p != nil {
+		_ = syscall.Kill(-p.Pid, sig)
+	}
+}
+
+// stop ends the container for good: SIGTERM, then SIGKILL after grace.
+func (r *containerRun) stop(grace time.Duration) {
+	r.mu.Lock()
+	if !r.stopping {
+		r.stopping = true
+		close(r.killed)
+	}
+	r.mu.Unlock()
+	r.signal(syscall.SIGTERM)
+	select {
+	case <-r.done:
+		return
+	case <-time.After(grace):
+	}
+	r.signal(syscall.SIGKILL)
+	<-r.done
+}
+
+// restartInstance kills the running process (liveness failure) so that the
+// run loop applies the restart policy.
+func (r *containerRun) restartInstance(grace time.Duration, reason string) {
+	slog.Info("killing container", "pod", r.w.key, "container", r.spec.Name, "reason", reason)
+	r.mu.Lock()
+	p := r.proc
+	r.mu.Unlock()
+	if p == nil {
+		return
+	}
+	_ = syscall.Kill(-p.Pid, syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+			return
+		case <-time.After(50 * time.Millisecond):
+			r.mu.Lock()
+			gone := r.proc != p
+			r.mu.Unlock()
+			if gone {
+				return
+			}
+		}
+	}
+}
+
+// execIn runs an extra command in the container's context (probes, kubectl
+// exec): same namespace, user and environment.
+func (r *containerRun) execCmd(argv []string) (*exec.Cmd, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("empty command")
+	}
+	pod := r.w.podSnapshot()
+	sb := r.w.sandboxInfo()
+	if sb == nil {
+		return nil, errors.New("pod has no sandbox")
+	}
+	env, _, err := containerEnv(pod, &r.spec, sb.IP.String(), r.w.m.cfg.NodeIP.String())
+	if err != nil {
+		return nil, err
+	}
+	p, err := exec.LookPath(argv[0])
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(p, argv[1:]...)
+	cmd.Env = env
+	cmd.Dir = "/"
+	uid, gid := userOf(pod, &r.spec)
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if uid != 0 {
+		attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	}
+	cmd.SysProcAttr = attr
+	return cmd, nil
+}
+
+// startIn starts cmd inside the pod's namespace.
+func (r *containerRun) startIn(cmd *exec.Cmd) error {
+	sb := r.w.sandboxInfo()
+	if sb == nil {
+		return errors.New("pod has no sandbox")
+	}
+	return sandbox.Do(sb.Path(), cmd.Start)
+}

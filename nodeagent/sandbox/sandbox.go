@@ -1,0 +1,333 @@
+// Package sandbox builds and removes pod sandboxes: a named network namespace
+// per pod, joined to the node's namespace by a veth pair, with one IP from the
+// node's pod CIDR, and the node-side address bookkeeping (IPAM).
+//
+// Addressing is point-to-point, as the CNI ptp plugin does: the pod's eth0 has
+// its IP as a /32 with a default route via the gateway (the pod CIDR's .1,
+// reached on-link), and every host-side veth carries that same gateway
+// address as a /32 plus a /32 route to its pod. There is no bridge to manage,
+// each pod's traffic enters the node's routing (and so its iptables) on its
+// own link, and deleting a pod is deleting one link.
+package sandbox
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// NetnsDir is where named namespaces are bind-mounted (as `ip netns` does).
+const NetnsDir = "/var/run/netns"
+
+// HostLinkPrefix starts every host-side pod veth name ("klp" + 12 hex digits).
+const HostLinkPrefix = "klp"
+
+// Manager creates sandboxes whose namespaces are named Prefix+hash(uid).
+type Manager struct {
+	Prefix string     // e.g. "kubelab-node-1-": keeps nodes and labs apart
+	CIDR   *net.IPNet // node's pod CIDR
+	// Node is a netlink handle for the node's namespace, where host-side links
+	// live; nil means the caller's own namespace (the agent runs inside it).
+	Node *netlink.Handle
+}
+
+func (m *Manager) nl() *netlink.Handle {
+	if m.Node != nil {
+		return m.Node
+	}
+	return &netlink.Handle{}
+}
+
+// Sandbox is one pod's network.
+type Sandbox struct {
+	UID      string
+	Netns    string // name under NetnsDir
+	HostLink string
+	IP       net.IP
+}
+
+// Path is the namespace's bind-mount path.
+func (s Sandbox) Path() string { return filepath.Join(NetnsDir, s.Netns) }
+
+func hash(uid string) string {
+	sum := sha256.Sum256([]byte(uid))
+	return hex.EncodeToString(sum[:])[:12]
+}
+
+// NetnsName is the namespace name of pod uid.
+func (m *Manager) NetnsName(uid string) string { return m.Prefix + hash(uid) }
+
+// HostLinkName is the node-side veth name of pod uid (15 bytes, IFNAMSIZ-1).
+func HostLinkName(uid string) string { return HostLinkPrefix + hash(uid) }
+
+// Create builds the sandbox of uid with address ip. It is idempotent only in
+// the sense that leftovers of an earlier attempt are removed first.
+func (m *Manager) Create(uid string, ip net.IP) (sb *Sandbox, err error) {
+	sb = &Sandbox{UID: uid, Netns: m.NetnsName(uid), HostLink: HostLinkName(uid), IP: ip.To4()}
+	_ = m.Delete(uid)
+	defer func() {
+		if err != nil {
+			_ = m.Delete(uid)
+		}
+	}()
+	ns, err := newNamed(sb.Netns)
+	if err != nil {
+		return nil, fmt.Errorf("create netns %s: %w", sb.Netns, err)
+	}
+	defer ns.Close()
+	gw := Gateway(m.CIDR)
+	peer := "klt" + hash(uid)
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: sb.HostLink, TxQLen: 1000},
+		PeerName:      peer,
+		PeerNamespace: netlink.NsFd(int(ns)),
+	}
+	nh := m.nl()
+	if err := nh.LinkAdd(veth); err != nil {
+		return nil, fmt.Errorf("add veth %s: %w", sb.HostLink, err)
+	}
+	host, err := nh.LinkByName(sb.HostLink)
+	if err != nil {
+		return nil, err
+	}
+	if err := nh.AddrAdd(host, &netlink.Addr{IPNet: &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)}}); err != nil {
+		return nil, fmt.Errorf("gateway address on %s: %w", sb.HostLink, err)
+	}
+	if err := nh.LinkSetUp(host); err != nil {
+		return nil, err
+	}
+	if err := nh.RouteReplace(&netlink.Route{LinkIndex: host.Attrs().Index, Scope: netlink.SCOPE_LINK,
+		Dst: &net.IPNet{IP: sb.IP, Mask: net.CIDRMask(32, 32)}}); err != nil {
+		return nil, fmt.Errorf("route to pod %s: %w", sb.IP, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	pl, err := h.LinkByName(peer)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.LinkSetName(pl, "eth0"); err != nil {
+		return nil, err
+	}
+	if err := h.AddrAdd(pl, &netlink.Addr{IPNet: &net.IPNet{IP: sb.IP, Mask: net.CIDRMask(32, 32)}}); err != nil {
+		return nil, fmt.Errorf("pod address %s: %w", sb.IP, err)
+	}
+	if err := h.LinkSetUp(pl); err != nil {
+		return nil, err
+	}
+	if lo, err := h.LinkByName("lo"); err == nil {
+		if err := h.LinkSetUp(lo); err != nil {
+			return nil, err
+		}
+	}
+	idx := pl.Attrs().Index
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: idx, Scope: netlink.SCOPE_LINK, Dst: &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)}}); err != nil {
+		return nil, fmt.Errorf("pod route to gateway: %w", err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: idx, Gw: gw}); err != nil {
+		return nil, fmt.Errorf("pod default route: %w", err)
+	}
+	return sb, nil
+}
+
+// podSysctls let unprivileged containers bind low ports and ping, as a
+// container runtime allows inside a pod's own namespace.
+var podSysctls = map[string]string{
+	"net/ipv4/ip_unprivileged_port_start": "0",
+	"net/ipv4/ping_group_range":           "0 2147483647",
+}
+
+// newNamed creates a named namespace and sets its sysctls without leaving the
+// calling thread (or any other Go thread) inside it.
+func newNamed(name string) (netns.NsHandle, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return netns.None(), err
+	}
+	defer orig.Close()
+	ns, err := netns.NewNamed(name)
+	var serr error
+	if err == nil {
+		for k, v := range podSysctls {
+			if werr := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); werr != nil && serr == nil {
+				serr = fmt.Errorf("sysctl %s: %w", k, werr)
+			}
+		}
+	}
+	if rerr := netns.Set(orig); rerr != nil {
+		// This thread sits in the wrong namespace: never hand it back to Go.
+		runtime.LockOSThread()
+		return netns.None(), fmt.Errorf("return to node namespace: %w", rerr)
+	}
+	if err != nil {
+		// NewNamed may have left the file behind when the bind mount failed.
+		_ = os.Remove(filepath.Join(NetnsDir, name))
+		return netns.None(), err
+	}
+	if serr != nil {
+		ns.Close()
+		return netns.None(), serr
+	}
+	return ns, nil
+}
+
+// Delete removes uid's host link and namespace; missing pieces are fine.
+// Processes still inside the namespace keep it alive, so callers stop them first.
+func (m *Manager) Delete(uid string) error {
+	var errs []error
+	if l, err := m.nl().LinkByName(HostLinkName(uid)); err == nil {
+		if err := m.nl().LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
+			errs = append(errs, fmt.Errorf("delete link %s: %w", l.Attrs().Name, err))
+		}
+	}
+	if err := removeNamed(m.NetnsName(uid)); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// removeNamed unmounts and removes a named namespace. A plain file (a mount
+// made in another mount namespace that has since gone) is simply removed.
+func removeNamed(name string) error {
+	p := filepath.Join(NetnsDir, name)
+	if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", p, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", p, err)
+	}
+	return nil
+}
+
+// Exists reports whether uid's namespace and host link are both present.
+func (m *Manager) Exists(uid string) bool {
+	if _, err := m.nl().LinkByName(HostLinkName(uid)); err != nil {
+		return false
+	}
+	h, err := netns.GetFromPath(filepath.Join(NetnsDir, m.NetnsName(uid)))
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(h), &st); err != nil {
+		return false
+	}
+	return st.Dev != 0 && isNetns(int(h))
+}
+
+// isNetns tells a mounted namespace from the empty file left when its mount is gone.
+func isNetns(fd int) bool {
+	var st syscall.Statfs_t
+	if err := syscall.Fstatfs(fd, &st); err != nil {
+		return false
+	}
+	const nsfsMagic = 0x6e736673
+	return st.Type == nsfsMagic
+}
+
+// Cleanup removes every namespace named with the manager's prefix (killing the
+// processes inside first) and every pod link in the current namespace. It is
+// what `kubelab down` and a restarting agent use to leave nothing behind.
+func (m *Manager) Cleanup() error {
+	var errs []error
+	entries, err := os.ReadDir(NetnsDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range entries {
+		if m.Prefix == "" || !strings.HasPrefix(e.Name(), m.Prefix) {
+			continue
+		}
+		KillProcessesIn(filepath.Join(NetnsDir, e.Name()))
+		if err := removeNamed(e.Name()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	links, err := m.nl().LinkList()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, HostLinkPrefix) && l.Type() == "veth" {
+			if err := m.nl().LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
+				var nf netlink.LinkNotFoundError
+				if !errors.As(err, &nf) {
+					errs = append(errs, fmt.Errorf("delete link %s: %w", l.Attrs().Name, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ProcessesIn lists PIDs whose network namespace is the one mounted at path.
+func ProcessesIn(path string) []int {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return nil
+	}
+	want := fmt.Sprintf("net:[%d]", st.Ino)
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "net")); err == nil && l == want {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// KillProcessesIn SIGKILLs everything inside the namespace at path.
+func KillProcessesIn(path string) {
+	for _, pid := range ProcessesIn(path) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// Do runs fn on a thread switched into the namespace at path. Processes fn
+// starts (exec.Cmd.Start) are born in that namespace, since a child inherits
+// the namespaces of the thread that forks it.
+func Do(path string, fn func() error) error {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer ns.Close()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		return fmt.Errorf("enter netns %s: %w", path, err)
+	}
+	ferr := fn()
+	if err := netns.Set(orig); err != nil {
+		runtime.LockOSThread() // poisoned thread: let it die with the goroutine
+		return fmt.Errorf("leave netns %s: %w", path, err)
+	}
+	return ferr
+}
