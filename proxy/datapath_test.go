@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http/httptest"
 	"sort"
 	"strings"
@@ -288,4 +290,159 @@ func TestDataPath(t *testing.T) {
 			t.Errorf("node-2 still has kubelab rules:\n%s", s)
 		}
 	})
+}
+
+// TestDataPathOptions: --no-local-endpoints=drop and the feature gate off,
+// one after the other on node-1 (each start is also a proxier restart).
+func TestDataPathOptions(t *testing.T) {
+	w := newDataPathWorld(t)
+	l := w.l
+	n1, n2 := l.nodes[0], l.nodes[1]
+	p2, _ := l.runProxier(n2, w.client, nil)
+	waitVerdict(t, p2, "default/local:http", VerdictEndpoints)
+
+	p1, stop := l.runProxier(n1, w.client, func(c *Config) { c.NoLocalEndpoints = "drop" })
+	waitVerdict(t, p1, "default/local:http", VerdictNoLocalEndpoints)
+	t.Run("drop: no local endpoint times out", func(t *testing.T) {
+		expectTimeout(t, n1.ns, "10.96.0.11:80")
+		expectRefused(t, n1.ns, "10.96.0.12:80") // no endpoints at all is still refused
+		reachAll(t, n2.ns, "10.96.0.11:80", "b")
+	})
+	t.Run("drop counted", func(t *testing.T) {
+		got, err := p1.RefusedPackets(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got["default/local:http no local endpoints DROP"] == 0 {
+			t.Errorf("drop not counted: %v", got)
+		}
+	})
+	stop()
+
+	p1, _ = l.runProxier(n1, w.client, func(c *Config) { c.ServiceInternalTrafficPolicy = false })
+	waitVerdict(t, p1, "default/local:http", VerdictEndpoints)
+	t.Run("gate off: Local treated as Cluster", func(t *testing.T) {
+		reachAll(t, n1.ns, "10.96.0.11:80", "b")
+		s := iptablesSave(t, n1.ns)
+		if strings.Contains(s, "default/local:http has no local endpoints") {
+			t.Errorf("gate off still has a no-local-endpoints rule:\n%s", s)
+		}
+	})
+}
+
+// TestRestartKeepsConnections: rules survive the proxier stopping, a new
+// proxier takes them over without breaking established connections, removes
+// chains of Services deleted meanwhile, and does not duplicate jumps.
+func TestRestartKeepsConnections(t *testing.T) {
+	w := newDataPathWorld(t)
+	l := w.l
+	n1 := l.nodes[0]
+	ctx := context.Background()
+	p1, stop := l.runProxier(n1, w.client, nil)
+	waitVerdict(t, p1, "default/ext:http", VerdictEndpoints)
+
+	_, conn, err := dialTCP(t, n1.ns, "10.96.0.15:80", refuseWait) // np -> b on node-2
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	echo := func(msg string) {
+		t.Helper()
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := fmt.Fprintf(conn, "%s\n", msg); err != nil {
+			t.Fatalf("write on established connection: %v", err)
+		}
+		buf := make([]byte, len(msg)+1)
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != msg+"\n" {
+			t.Fatalf("echo on established connection: %q %v", buf, err)
+		}
+	}
+	echo("before")
+	stop()
+	echo("while stopped")
+	reachAll(t, n1.ns, "10.96.0.15:80", "b") // rules left in place
+
+	// Delete a Service while no proxier runs.
+	emptyChainSvc := svcChain(ServicePort{Namespace: "default", Name: "draining", PortName: "http", Protocol: corev1.ProtocolTCP}.Key())
+	if !strings.Contains(iptablesSave(t, n1.ns), emptyChainSvc) {
+		t.Fatal("draining chain missing before restart")
+	}
+	if err := w.client.CoreV1().Services("default").Delete(ctx, "draining", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	p1, _ = l.runProxier(n1, w.client, nil)
+	waitVerdict(t, p1, "default/ext:http", VerdictEndpoints)
+	echo("after restart")
+	reachAll(t, n1.ns, "10.96.0.15:80", "b")
+	s := iptablesSave(t, n1.ns)
+	if strings.Contains(s, emptyChainSvc) {
+		t.Error("stale chain of a Service deleted while stopped survived the restart")
+	}
+	if n := strings.Count(s, "-A PREROUTING -m comment --comment \"kubelab service portals\" -j KUBELAB-SERVICES"); n != 1 {
+		t.Errorf("PREROUTING jump present %d times, want 1", n)
+	}
+}
+
+// TestUDPConntrackFlush: when a UDP endpoint goes away, a client that keeps
+// sending on the same 5-tuple is moved to the new endpoint instead of being
+// stuck on a conntrack entry to the old one.
+func TestUDPConntrackFlush(t *testing.T) {
+	w := newDataPathWorld(t)
+	l := w.l
+	n1 := l.nodes[0]
+	ctx := context.Background()
+	p1, _ := l.runProxier(n1, w.client, nil)
+	waitVerdict(t, p1, "default/dns:udp", VerdictEndpoints)
+
+	var c net.Conn
+	var err error
+	inNS(t, n1.ns, func() { c, err = net.Dial("udp4", "10.96.0.16:80") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func() string {
+		t.Helper()
+		buf := make([]byte, 100)
+		for range 5 {
+			_, _ = c.Write([]byte("hi"))
+			_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if n, err := c.Read(buf); err == nil {
+				return strings.Fields(string(buf[:n]))[0]
+			}
+		}
+		t.Fatal("no UDP answer")
+		return ""
+	}
+	if got := ask(); got != "c" {
+		t.Fatalf("before: %s, want c", got)
+	}
+	s, err := w.client.DiscoveryV1().EndpointSlices("default").Get(ctx, "dns-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Endpoints[0].Addresses = []string{w.b.ip}
+	if _, err := w.client.DiscoveryV1().EndpointSlices("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ok bool
+		for _, sv := range p1.Explain().Services {
+			if sv.Service == "default/dns:udp" && len(sv.Internal.Endpoints) == 1 && sv.Internal.Endpoints[0].IP == w.b.ip {
+				ok = true
+			}
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("endpoint change not programmed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := ask(); got != "b" {
+		t.Fatalf("after the endpoint moved, same socket answered by %s, want b (stale conntrack entry)", got)
+	}
 }
