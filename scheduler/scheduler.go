@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -113,30 +114,31 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 	podInf := factory.Core().V1().Pods()
 	nodeInf := factory.Core().V1().Nodes()
 	s.pods = podInf.Lister()
-	if _, err := podInf.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	podReg, err := podInf.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onPod(nil, obj.(*corev1.Pod)) },
 		UpdateFunc: func(old, obj any) { s.onPod(old.(*corev1.Pod), obj.(*corev1.Pod)) },
 		DeleteFunc: s.onPodDelete,
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("scheduler: pod handler: %w", err)
 	}
-	if _, err := nodeInf.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	nodeReg, err := nodeInf.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onNode(nil, obj.(*corev1.Node)) },
 		UpdateFunc: func(old, obj any) { s.onNode(old.(*corev1.Node), obj.(*corev1.Node)) },
 		DeleteFunc: s.onNodeDelete,
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("scheduler: node handler: %w", err)
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	// Decisions need the whole picture: no placement before both caches synced.
-	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("scheduler: %v informer did not sync", typ)
+	// Decisions need the whole picture: no placement before our handlers
+	// (not just the informers' stores) have seen every existing node and pod.
+	if !toolscache.WaitForCacheSync(ctx.Done(), podReg.HasSynced, nodeReg.HasSynced) {
+		if ctx.Err() != nil {
+			return nil
 		}
+		return errors.New("scheduler: informers did not sync")
 	}
 	s.log.Info("scheduler started", "name", opts.SchedulerName, "bindWorkers", opts.BindWorkers)
 
