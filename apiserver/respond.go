@@ -1,0 +1,146 @@
+package apiserver
+
+import (
+	"bytes"
+	stdjson "encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/kubelab/kubelab/apiserver/printers"
+)
+
+var statusGVK = metav1.SchemeGroupVersion.WithKind("Status")
+
+// toStatus turns any error into the Status kube-apiserver would send.
+func toStatus(err error) *metav1.Status {
+	var se apierrors.APIStatus
+	if errors.As(err, &se) {
+		st := se.Status()
+		st.Kind, st.APIVersion = "Status", "v1"
+		if st.Status == "" {
+			st.Status = metav1.StatusFailure
+		}
+		if st.Code == 0 {
+			st.Code = http.StatusInternalServerError
+		}
+		return &st
+	}
+	st := apierrors.NewInternalError(err).Status()
+	st.Kind, st.APIVersion = "Status", "v1"
+	return &st
+}
+
+// writeError sends err as a Status with its HTTP code.
+func writeError(w http.ResponseWriter, err error) {
+	st := toStatus(err)
+	if st.Code >= 500 {
+		slog.Warn("request failed", "err", err)
+	}
+	writeRaw(w, int(st.Code), mustJSON(st))
+}
+
+func mustJSON(obj runtime.Object) []byte {
+	var buf bytes.Buffer
+	if err := jsonSer.Encode(obj, &buf); err != nil {
+		return []byte(fmt.Sprintf(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":%q,"reason":"InternalError","code":500}`, err.Error()))
+	}
+	return buf.Bytes()
+}
+
+func writeRaw(w http.ResponseWriter, code int, body []byte) {
+	w.Header().Set("Content-Type", mediaJSON)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
+
+// addWarnings emits RFC 7234 warning headers, which kubectl prints.
+func addWarnings(w http.ResponseWriter, warnings []string) {
+	seen := map[string]bool{}
+	for _, msg := range warnings {
+		if msg == "" || seen[msg] {
+			continue
+		}
+		seen[msg] = true
+		w.Header().Add("Warning", `299 - `+strconv.Quote(strings.ReplaceAll(msg, "\n", " ")))
+	}
+}
+
+// writeObject answers with obj in the representation the client accepts:
+// a Table when asked, else YAML, protobuf or JSON.
+func writeObject(w http.ResponseWriter, r *http.Request, code int, obj runtime.Object) {
+	a := parseAccept(r)
+	if a.table {
+		if _, isStatus := obj.(*metav1.Status); !isStatus {
+			t, err := printers.ToTable(obj, printers.Options{IncludeObject: a.includeObject})
+			if err == nil {
+				writeRaw(w, code, mustJSON(t))
+				return
+			}
+			slog.Debug("table conversion failed, sending the object", "err", err)
+		}
+	}
+	var buf bytes.Buffer
+	switch {
+	case a.yaml:
+		if err := yamlSer.Encode(obj, &buf); err == nil {
+			w.Header().Set("Content-Type", mediaYAML)
+			w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+			w.WriteHeader(code)
+			_, _ = w.Write(buf.Bytes())
+			return
+		}
+	case a.protobuf:
+		if err := protoSer.Encode(obj, &buf); err == nil {
+			w.Header().Set("Content-Type", mediaProtobuf)
+			w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+			w.WriteHeader(code)
+			_, _ = w.Write(buf.Bytes())
+			return
+		}
+		buf.Reset()
+	}
+	if err := jsonSer.Encode(obj, &buf); err != nil {
+		writeError(w, fmt.Errorf("encode response: %w", err))
+		return
+	}
+	writeRaw(w, code, buf.Bytes())
+}
+
+// writeJSONValue sends a non-runtime.Object value (discovery, version) as JSON.
+func writeJSONValue(w http.ResponseWriter, code int, contentType string, v any) {
+	b, err := jsonMarshal(v)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+// errNotFoundPath is kube-apiserver's answer for a path it does not serve.
+func errNotFoundPath() error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusNotFound, Reason: metav1.StatusReasonNotFound,
+		Message: "the server could not find the requested resource", Details: &metav1.StatusDetails{},
+	}}
+}
+
+func errMethodNotAllowed(r *http.Request) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusMethodNotAllowed, Reason: metav1.StatusReasonMethodNotAllowed,
+		Message: fmt.Sprintf("the server does not allow this method on the requested resource (%s %s)", r.Method, r.URL.Path),
+	}}
+}
+
+func jsonMarshal(v any) ([]byte, error) { return stdjson.Marshal(v) }
