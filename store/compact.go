@@ -62,11 +62,14 @@ func (d *DB) compact(stop <-chan struct{}) (int64, error) {
 			meta := tx.Bucket(bucketMeta)
 			cur := parseRevKey(meta.Get(metaRev))
 			byCount, hardCap := d.compactLimit(cur)
+			compacted := parseRevKey(meta.Get(metaCompacted))
 			hist := tx.Bucket(bucketHist)
 			c := hist.Cursor()
-			var doomed [][]byte
+			// Collect first: deleting through a cursor while iterating can
+			// skip entries.
+			var doomed []int64
 			var last int64
-			for k, v := c.First(); k != nil && len(doomed) < d.opts.CompactBatch; k, v = c.Next() {
+			for k, v := c.Seek(revKey(compacted + 1)); k != nil && n < d.opts.CompactBatch; k, v = c.Next() {
 				rev := parseRevKey(k)
 				if rev > byCount {
 					break
@@ -74,16 +77,24 @@ func (d *DB) compact(stop <-chan struct{}) (int64, error) {
 				if rev > hardCap && histTime(v) > cutoff {
 					break
 				}
-				doomed = append(doomed, append([]byte(nil), k...))
+				e, err := decodeHist(v)
+				if err != nil {
+					return fmt.Errorf("history %d: %w", rev, err)
+				}
+				if e.prevRev > 0 {
+					doomed = append(doomed, e.prevRev) // replaced by rev
+				}
+				if e.typ == histDeleted {
+					doomed = append(doomed, rev)
+				}
 				last = rev
+				n++
 			}
-			// Deleting through the cursor while iterating can skip entries.
-			for _, k := range doomed {
-				if err := hist.Delete(k); err != nil {
+			for _, r := range doomed {
+				if err := hist.Delete(revKey(r)); err != nil {
 					return err
 				}
 			}
-			n = len(doomed)
 			if n == 0 {
 				return nil
 			}

@@ -107,6 +107,10 @@ type DB struct {
 
 	hub hub
 
+	statCommits     atomic.Int64
+	statWrites      atomic.Int64
+	statCommitNanos atomic.Int64
+
 	closeOnce sync.Once
 	closed    atomic.Bool
 	quit      chan struct{} // closed by Close: stop background work
@@ -191,6 +195,25 @@ func (d *DB) Close() error {
 // CurrentRevision is the revision of the newest durable write.
 func (d *DB) CurrentRevision() int64 { return d.rev.Load() }
 
+// Stats are cumulative counters of the group committer (for metrics).
+type Stats struct {
+	// Commits is the number of bbolt transactions the committer ran.
+	Commits int64
+	// Writes is the number of writes submitted to them (failed ones too).
+	Writes int64
+	// CommitTime is the total time spent in those transactions, fsync included.
+	CommitTime time.Duration
+}
+
+// Stats returns the committer's counters.
+func (d *DB) Stats() Stats {
+	return Stats{
+		Commits:    d.statCommits.Load(),
+		Writes:     d.statWrites.Load(),
+		CommitTime: time.Duration(d.statCommitNanos.Load()),
+	}
+}
+
 // CompactedRevision is the newest revision removed from history: watches and
 // lists must start at or after it.
 func (d *DB) CompactedRevision() int64 { return d.compacted.Load() }
@@ -217,8 +240,11 @@ func (d *DB) Get(ctx context.Context, key string) (*Object, error) {
 		if v == nil {
 			return fmt.Errorf("get %s: %w", key, ErrNotFound)
 		}
-		var err error
-		obj, err = decodeObject(key, v)
+		r, err := decodeKV(v)
+		if err != nil {
+			return fmt.Errorf("get %s: %w", key, err)
+		}
+		obj, err = histObject(tx.Bucket(bucketHist), r.rev, nil)
 		return err
 	})
 	if err != nil {
@@ -368,13 +394,17 @@ func (e errApply) Error() string { return e.err.Error() }
 func (e errApply) Unwrap() error { return e.err }
 
 func (d *DB) commitBatch(batch []*op) {
-	now := time.Now().UnixNano()
+	t0 := time.Now()
+	now := t0.UnixNano()
 	var last int64
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
 		var err error
 		last, err = d.applyAll(tx, batch, now)
 		return err
 	})
+	d.statCommits.Add(1)
+	d.statWrites.Add(int64(len(batch)))
+	d.statCommitNanos.Add(int64(time.Since(t0)))
 	if err != nil {
 		var ae errApply
 		if errors.As(err, &ae) && len(batch) > 1 {
@@ -421,27 +451,27 @@ func (d *DB) applyAll(tx *bolt.Tx, batch []*op, now int64) (int64, error) {
 		kb := []byte(o.key)
 		var cur *Object
 		if v := kv.Get(kb); v != nil {
-			var err error
-			if cur, err = decodeObject(o.key, v); err != nil {
-				o.err = err
+			r, err := decodeKV(v)
+			if err == nil {
+				cur, err = histObject(hist, r.rev, nil)
+			}
+			if err != nil {
+				o.err = fmt.Errorf("%s: %w", o.key, err)
 				continue
 			}
 		}
+		next := rev + 1
 		var ev Event
+		var e histEntry
 		switch o.kind {
 		case opCreate:
 			if cur != nil {
 				o.err = fmt.Errorf("create %s: %w", o.key, ErrAlreadyExists)
 				continue
 			}
-			obj := &Object{Key: o.key, UID: o.uid, Value: o.value, CreateRevision: rev + 1, Revision: rev + 1}
-			if err := kv.Put(kb, encodeObject(obj)); err != nil {
-				return 0, errApply{err}
-			}
-			if err := hist.Put(revKey(rev+1), encodeHist(histAdded, now, o.key, obj, nil)); err != nil {
-				return 0, errApply{err}
-			}
-			ev = Event{Type: Added, Revision: rev + 1, Object: obj}
+			obj := &Object{Key: o.key, UID: o.uid, Value: o.value, CreateRevision: next, Revision: next}
+			e = histEntry{typ: histAdded, uid: []byte(o.uid), createRev: next, value: o.value}
+			ev = Event{Type: Added, Revision: next, Object: obj}
 		case opUpdate, opDelete:
 			verb := "update"
 			if o.kind == opDelete {
@@ -456,30 +486,33 @@ func (d *DB) applyAll(tx *bolt.Tx, batch []*op, now int64) (int64, error) {
 				continue
 			}
 			if o.kind == opUpdate {
-				obj := &Object{Key: o.key, UID: cur.UID, Value: o.value, CreateRevision: cur.CreateRevision, Revision: rev + 1}
-				if err := kv.Put(kb, encodeObject(obj)); err != nil {
-					return 0, errApply{err}
-				}
-				if err := hist.Put(revKey(rev+1), encodeHist(histModified, now, o.key, obj, cur)); err != nil {
-					return 0, errApply{err}
-				}
-				ev = Event{Type: Modified, Revision: rev + 1, Object: obj, Prev: cur}
+				obj := &Object{Key: o.key, UID: cur.UID, Value: o.value, CreateRevision: cur.CreateRevision, Revision: next}
+				e = histEntry{typ: histModified, uid: []byte(cur.UID), createRev: cur.CreateRevision, prevRev: cur.Revision, value: o.value}
+				ev = Event{Type: Modified, Revision: next, Object: obj, Prev: cur}
 			} else {
-				if err := kv.Delete(kb); err != nil {
-					return 0, errApply{err}
-				}
-				if err := hist.Put(revKey(rev+1), encodeHist(histDeleted, now, o.key, nil, cur)); err != nil {
-					return 0, errApply{err}
-				}
 				obj := *cur
-				obj.Revision = rev + 1
-				ev = Event{Type: Deleted, Revision: rev + 1, Object: &obj, Prev: cur}
+				obj.Revision = next
+				e = histEntry{typ: histDeleted, uid: []byte(cur.UID), createRev: cur.CreateRevision, prevRev: cur.Revision}
+				ev = Event{Type: Deleted, Revision: next, Object: &obj, Prev: cur}
 			}
 		default:
 			o.err = fmt.Errorf("store: unknown op %d", o.kind)
 			continue
 		}
-		rev++
+		e.unixNano, e.key = now, kb
+		if err := hist.Put(revKey(next), encodeHist(e)); err != nil {
+			return 0, errApply{err}
+		}
+		var err error
+		if o.kind == opDelete {
+			err = kv.Delete(kb)
+		} else {
+			err = kv.Put(kb, encodeKV(kvRec{uid: string(e.uid), createRev: e.createRev, rev: next}))
+		}
+		if err != nil {
+			return 0, errApply{err}
+		}
+		rev = next
 		o.ev = &ev
 		o.obj = ev.Object
 	}

@@ -4,21 +4,31 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	bolt "go.etcd.io/bbolt"
 )
 
-// On-disk layout (all integers big-endian or uvarint):
+// On-disk layout (integers big-endian or uvarint):
 //
 //	bucket "meta":  "rev" -> 8 bytes, newest committed revision
-//	                "compacted" -> 8 bytes, every history entry <= it is gone
-//	bucket "kv":    key -> object record
-//	bucket "hist":  8-byte revision -> history record
+//	                "compacted" -> 8 bytes, the compaction point (below)
+//	bucket "kv":    key -> uvarint(len uid) uid uvarint(createRev) uvarint(rev)
+//	bucket "hist":  8-byte revision -> type byte, 8-byte unix-nano commit time,
+//	                uvarint(len key) key, uvarint(len uid) uid,
+//	                uvarint(createRev), uvarint(prevRev), value
 //
-// An object record is uvarint(len uid) uid uvarint(createRev) uvarint(rev) value.
-// A history record is: type byte, 8-byte unix-nano commit time, uvarint(len key)
-// key, uvarint(len obj) obj-record (0 = none), then the prev object record
-// (empty = none). Deleted entries keep only prev; the event object is rebuilt
-// from it with the deleting revision. Keeping prev inline costs space but lets
-// List-at-revision and watch replay work from one entry, whatever was compacted.
+// Values live only in history: the kv entry of a key points at the history
+// entry of its last write, and each history entry points at the entry it
+// replaced (prevRev, 0 for a create). A write therefore stores its value once,
+// and the randomly-keyed kv bucket stays small, which keeps the pages dirtied
+// (and fsynced) per commit few. A Deleted entry has no value: its object is
+// the previous one with the deleting revision.
+//
+// Compaction to C processes the entries up to C in order: an entry that
+// replaced another frees the one it replaced, and a Deleted entry frees
+// itself. So every entry after C is present (watch and List-at-revision can
+// start anywhere >= C and always find the previous object they need), and
+// entries up to C survive only while they are a key's current value.
 
 var (
 	bucketMeta = []byte("meta")
@@ -50,90 +60,116 @@ func parseRevKey(b []byte) int64 {
 	return int64(binary.BigEndian.Uint64(b))
 }
 
-func appendObject(dst []byte, o *Object) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(o.UID)))
-	dst = append(dst, o.UID...)
-	dst = binary.AppendUvarint(dst, uint64(o.CreateRevision))
-	dst = binary.AppendUvarint(dst, uint64(o.Revision))
-	return append(dst, o.Value...)
+// kvRec is the kv bucket's entry for a live key.
+type kvRec struct {
+	uid       string
+	createRev int64
+	rev       int64
 }
 
-func encodeObject(o *Object) []byte {
-	return appendObject(make([]byte, 0, len(o.UID)+len(o.Value)+24), o)
+func encodeKV(r kvRec) []byte {
+	b := make([]byte, 0, len(r.uid)+21)
+	b = binary.AppendUvarint(b, uint64(len(r.uid)))
+	b = append(b, r.uid...)
+	b = binary.AppendUvarint(b, uint64(r.createRev))
+	return binary.AppendUvarint(b, uint64(r.rev))
 }
 
-// decodeObject copies everything out of b, which may be bbolt-owned memory.
-func decodeObject(key string, b []byte) (*Object, error) {
+// kvRev reads only the revision of a kv entry.
+func kvRev(b []byte) (int64, error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || uint64(len(b)-k) < n {
-		return nil, fmt.Errorf("%w: object %q", errCorrupt, key)
+		return 0, errCorrupt
+	}
+	b = b[k+int(n):]
+	_, k = binary.Uvarint(b)
+	if k <= 0 {
+		return 0, errCorrupt
+	}
+	rev, k2 := binary.Uvarint(b[k:])
+	if k2 <= 0 {
+		return 0, errCorrupt
+	}
+	return int64(rev), nil
+}
+
+func decodeKV(b []byte) (kvRec, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return kvRec{}, errCorrupt
 	}
 	b = b[k:]
-	uid := string(b[:n])
+	r := kvRec{uid: string(b[:n])}
 	b = b[n:]
 	cr, k := binary.Uvarint(b)
 	if k <= 0 {
-		return nil, fmt.Errorf("%w: object %q", errCorrupt, key)
+		return kvRec{}, errCorrupt
 	}
-	b = b[k:]
-	rev, k := binary.Uvarint(b)
-	if k <= 0 {
-		return nil, fmt.Errorf("%w: object %q", errCorrupt, key)
+	rev, k2 := binary.Uvarint(b[k:])
+	if k2 <= 0 {
+		return kvRec{}, errCorrupt
 	}
-	b = b[k:]
-	val := make([]byte, len(b))
-	copy(val, b)
-	return &Object{Key: key, UID: uid, Value: val, CreateRevision: int64(cr), Revision: int64(rev)}, nil
+	r.createRev, r.rev = int64(cr), int64(rev)
+	return r, nil
 }
 
-func encodeHist(typ byte, unixNano int64, key string, obj, prev *Object) []byte {
-	size := 1 + 8 + 10 + len(key) + 10
-	if obj != nil {
-		size += len(obj.UID) + len(obj.Value) + 24
-	}
-	if prev != nil {
-		size += len(prev.UID) + len(prev.Value) + 24
-	}
-	b := make([]byte, 0, size)
-	b = append(b, typ)
-	b = binary.BigEndian.AppendUint64(b, uint64(unixNano))
-	b = binary.AppendUvarint(b, uint64(len(key)))
-	b = append(b, key...)
-	if obj == nil {
-		b = binary.AppendUvarint(b, 0)
-	} else {
-		rec := encodeObject(obj)
-		b = binary.AppendUvarint(b, uint64(len(rec)))
-		b = append(b, rec...)
-	}
-	if prev != nil {
-		b = appendObject(b, prev)
-	}
-	return b
+// histEntry is a decoded history record; value aliases the input until
+// copied by object().
+type histEntry struct {
+	typ       byte
+	unixNano  int64
+	key       []byte
+	uid       []byte
+	createRev int64
+	prevRev   int64
+	value     []byte
 }
 
-// histHeader is the cheap part of a history record: enough to decide whether
-// the entry matters before decoding (and copying) the objects.
-type histHeader struct {
-	typ      byte
-	unixNano int64
-	key      string
-	rest     []byte // obj length + obj + prev; aliases the input
+func encodeHist(e histEntry) []byte {
+	b := make([]byte, 0, 1+8+len(e.key)+len(e.uid)+len(e.value)+40)
+	b = append(b, e.typ)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.unixNano))
+	b = binary.AppendUvarint(b, uint64(len(e.key)))
+	b = append(b, e.key...)
+	b = binary.AppendUvarint(b, uint64(len(e.uid)))
+	b = append(b, e.uid...)
+	b = binary.AppendUvarint(b, uint64(e.createRev))
+	b = binary.AppendUvarint(b, uint64(e.prevRev))
+	return append(b, e.value...)
 }
 
-func decodeHistHeader(b []byte) (histHeader, error) {
+func decodeHist(b []byte) (histEntry, error) {
 	if len(b) < 9 {
-		return histHeader{}, errCorrupt
+		return histEntry{}, errCorrupt
 	}
-	h := histHeader{typ: b[0], unixNano: int64(binary.BigEndian.Uint64(b[1:9]))}
+	e := histEntry{typ: b[0], unixNano: int64(binary.BigEndian.Uint64(b[1:9]))}
 	b = b[9:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || uint64(len(b)-k) < n {
-		return histHeader{}, errCorrupt
+		return histEntry{}, errCorrupt
 	}
-	h.key = string(b[k : k+int(n)])
-	h.rest = b[k+int(n):]
-	return h, nil
+	e.key = b[k : k+int(n)]
+	b = b[k+int(n):]
+	n, k = binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return histEntry{}, errCorrupt
+	}
+	e.uid = b[k : k+int(n)]
+	b = b[k+int(n):]
+	cr, k := binary.Uvarint(b)
+	if k <= 0 {
+		return histEntry{}, errCorrupt
+	}
+	b = b[k:]
+	pr, k := binary.Uvarint(b)
+	if k <= 0 {
+		return histEntry{}, errCorrupt
+	}
+	e.createRev, e.prevRev, e.value = int64(cr), int64(pr), b[k:]
+	if e.typ < histAdded || e.typ > histDeleted {
+		return histEntry{}, errCorrupt
+	}
+	return e, nil
 }
 
 // histTime reads only the commit time (for compaction).
@@ -144,55 +180,8 @@ func histTime(b []byte) int64 {
 	return int64(binary.BigEndian.Uint64(b[1:9]))
 }
 
-// objects decodes the event object and the previous object of an entry
-// written at rev.
-func (h histHeader) objects(rev int64) (obj, prev *Object, err error) {
-	b := h.rest
-	n, k := binary.Uvarint(b)
-	if k <= 0 || uint64(len(b)-k) < n {
-		return nil, nil, errCorrupt
-	}
-	if n > 0 {
-		if obj, err = decodeObject(h.key, b[k:k+int(n)]); err != nil {
-			return nil, nil, err
-		}
-	}
-	b = b[k+int(n):]
-	if len(b) > 0 {
-		if prev, err = decodeObject(h.key, b); err != nil {
-			return nil, nil, err
-		}
-	}
-	if h.typ == histDeleted {
-		if prev == nil {
-			return nil, nil, errCorrupt
-		}
-		c := *prev
-		c.Revision = rev
-		obj = &c
-	}
-	if obj == nil {
-		return nil, nil, errCorrupt
-	}
-	return obj, prev, nil
-}
-
-// prevOnly decodes just the previous object (nil for an Added entry).
-func (h histHeader) prevOnly() (*Object, error) {
-	b := h.rest
-	n, k := binary.Uvarint(b)
-	if k <= 0 || uint64(len(b)-k) < n {
-		return nil, errCorrupt
-	}
-	b = b[k+int(n):]
-	if len(b) == 0 {
-		return nil, nil
-	}
-	return decodeObject(h.key, b)
-}
-
-func (h histHeader) eventType() EventType {
-	switch h.typ {
+func (e histEntry) eventType() EventType {
+	switch e.typ {
 	case histAdded:
 		return Added
 	case histDeleted:
@@ -200,4 +189,99 @@ func (h histHeader) eventType() EventType {
 	default:
 		return Modified
 	}
+}
+
+// object is the value written by an Added/Modified entry at rev, copied out
+// of bbolt memory (through a, when given).
+func (e histEntry) object(rev int64, a *objAlloc) *Object {
+	if a != nil {
+		return a.object(e, rev)
+	}
+	val := make([]byte, len(e.value))
+	copy(val, e.value)
+	return &Object{Key: string(e.key), UID: string(e.uid), Value: val, CreateRevision: e.createRev, Revision: rev}
+}
+
+// objAlloc hands out objects and value bytes from larger blocks, for lists
+// of thousands of objects. A block stays alive while any object from it is.
+type objAlloc struct {
+	objs []Object
+	buf  []byte
+}
+
+func (a *objAlloc) object(e histEntry, rev int64) *Object {
+	return a.objectKey(string(e.key), e, rev)
+}
+
+// objectKey is object with the key string already at hand.
+func (a *objAlloc) objectKey(key string, e histEntry, rev int64) *Object {
+	if len(a.objs) == cap(a.objs) {
+		a.objs = make([]Object, 0, 256)
+	}
+	n := len(e.value)
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, max(256<<10, n))
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, e.value...)
+	a.objs = append(a.objs, Object{Key: key, UID: string(e.uid), Value: a.buf[start : start+n : start+n], CreateRevision: e.createRev, Revision: rev})
+	return &a.objs[len(a.objs)-1]
+}
+
+// histObject reads the object written at rev, which must be an Added or
+// Modified entry.
+func histObject(hist *bolt.Bucket, rev int64, a *objAlloc) (*Object, error) {
+	v := hist.Get(revKey(rev))
+	if v == nil {
+		return nil, fmt.Errorf("%w: history entry %d missing", errCorrupt, rev)
+	}
+	e, err := decodeHist(v)
+	if err != nil {
+		return nil, fmt.Errorf("history entry %d: %w", rev, err)
+	}
+	if e.typ == histDeleted {
+		return nil, fmt.Errorf("%w: history entry %d is a delete", errCorrupt, rev)
+	}
+	return e.object(rev, a), nil
+}
+
+// eventAt rebuilds the event of the history entry e written at rev.
+func eventAt(hist *bolt.Bucket, e histEntry, rev int64) (Event, error) {
+	ev := Event{Type: e.eventType(), Revision: rev}
+	if e.prevRev > 0 {
+		prev, err := histObject(hist, e.prevRev, nil)
+		if err != nil {
+			return ev, fmt.Errorf("previous of %d: %w", rev, err)
+		}
+		ev.Prev = prev
+	}
+	if e.typ == histDeleted {
+		if ev.Prev == nil {
+			return ev, fmt.Errorf("%w: delete %d without previous", errCorrupt, rev)
+		}
+		o := *ev.Prev
+		o.Revision = rev
+		ev.Object = &o
+	} else {
+		ev.Object = e.object(rev, nil)
+	}
+	return ev, nil
+}
+
+// histReader looks history entries up through one reusable cursor (bbolt's
+// Bucket.Get allocates a cursor per call).
+type histReader struct {
+	c  *bolt.Cursor
+	kb [8]byte
+}
+
+func newHistReader(hist *bolt.Bucket) *histReader { return &histReader{c: hist.Cursor()} }
+
+func (r *histReader) get(rev int64) ([]byte, error) {
+	binary.BigEndian.PutUint64(r.kb[:], uint64(rev))
+	k, v := r.c.Seek(r.kb[:])
+	if k == nil || string(k) != string(r.kb[:]) {
+		return nil, fmt.Errorf("%w: history entry %d missing", errCorrupt, rev)
+	}
+	return v, nil
 }

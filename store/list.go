@@ -77,20 +77,29 @@ func (d *DB) List(ctx context.Context, opts ListOptions) (*ListResult, error) {
 		if err != nil {
 			return err
 		}
+		hr := newHistReader(tx.Bucket(bucketHist))
+		alloc := &objAlloc{}
 		var lastKey string
 		for {
 			if opts.Limit > 0 && int64(len(res.Items)) >= opts.Limit {
 				break
 			}
-			key, obj, raw, ok := it.next()
+			key, rev, ok, err := it.next()
+			if err != nil {
+				return err
+			}
 			if !ok {
 				return nil // everything read: no continue
 			}
-			if obj == nil {
-				if obj, err = decodeObject(key, raw); err != nil {
-					return err
-				}
+			v, err := hr.get(rev)
+			if err != nil {
+				return fmt.Errorf("list %s: %w", key, err)
 			}
+			e, err := decodeHist(v)
+			if err != nil || e.typ == histDeleted {
+				return fmt.Errorf("list %s: history %d: %w", key, rev, errCorrupt)
+			}
+			obj := alloc.objectKey(key, e, rev)
 			lastKey = key
 			if opts.Filter != nil && !opts.Filter(obj) {
 				continue
@@ -100,7 +109,10 @@ func (d *DB) List(ctx context.Context, opts ListOptions) (*ListResult, error) {
 		// The page is full; is there anything after it?
 		var remaining int64
 		for {
-			_, _, _, ok := it.next()
+			_, _, ok, err := it.next()
+			if err != nil {
+				return err
+			}
 			if !ok {
 				break
 			}
@@ -124,40 +136,38 @@ func (d *DB) List(ctx context.Context, opts ListOptions) (*ListResult, error) {
 }
 
 // listIter walks the keys under a prefix as they were at revision atRev: the
-// current bucket, corrected by an overlay built from the history entries
-// written after atRev (each key takes the state before its first later write).
+// current kv bucket, corrected by an overlay built from the history entries
+// written after atRev (each key takes the state before its first later
+// write). It yields the revision whose history entry holds each value.
 type listIter struct {
 	c      *bolt.Cursor
 	prefix []byte
 	ck, cv []byte
 
 	overlayKeys []string
-	overlay     map[string]*Object // nil value: key absent at atRev
+	overlay     map[string]int64 // 0: key absent at atRev
 	oi          int
 }
 
 func newListIter(tx *bolt.Tx, prefix, start string, atRev, cur int64) (*listIter, error) {
 	it := &listIter{prefix: []byte(prefix)}
 	if atRev < cur {
-		it.overlay = make(map[string]*Object)
+		it.overlay = make(map[string]int64)
 		hc := tx.Bucket(bucketHist).Cursor()
 		for k, v := hc.Seek(revKey(atRev + 1)); k != nil; k, v = hc.Next() {
-			h, err := decodeHistHeader(v)
+			e, err := decodeHist(v)
 			if err != nil {
 				return nil, fmt.Errorf("history %d: %w", parseRevKey(k), err)
 			}
-			if !strings.HasPrefix(h.key, prefix) || h.key < start {
+			if !bytes.HasPrefix(e.key, it.prefix) || string(e.key) < start {
 				continue
 			}
-			if _, seen := it.overlay[h.key]; seen {
+			if _, seen := it.overlay[string(e.key)]; seen {
 				continue
 			}
-			prev, err := h.prevOnly()
-			if err != nil {
-				return nil, fmt.Errorf("history %d: %w", parseRevKey(k), err)
-			}
-			it.overlay[h.key] = prev
-			it.overlayKeys = append(it.overlayKeys, h.key)
+			key := string(e.key)
+			it.overlay[key] = e.prevRev
+			it.overlayKeys = append(it.overlayKeys, key)
 		}
 		sort.Strings(it.overlayKeys)
 	}
@@ -173,13 +183,12 @@ func (it *listIter) clampCursor() {
 	}
 }
 
-// next returns the next key present at atRev, either decoded (from the
-// overlay) or raw (from the bucket, valid only during the transaction).
-func (it *listIter) next() (key string, obj *Object, raw []byte, ok bool) {
+// next returns the next key present at atRev and the revision of its value.
+func (it *listIter) next() (key string, rev int64, ok bool, err error) {
 	for {
 		haveO := it.oi < len(it.overlayKeys)
 		if it.ck == nil && !haveO {
-			return "", nil, nil, false
+			return "", 0, false, nil
 		}
 		if haveO {
 			ok := it.overlayKeys[it.oi]
@@ -189,15 +198,19 @@ func (it *listIter) next() (key string, obj *Object, raw []byte, ok bool) {
 					it.clampCursor()
 				}
 				it.oi++
-				if o := it.overlay[ok]; o != nil {
-					return ok, o, nil, true
+				if r := it.overlay[ok]; r > 0 {
+					return ok, r, true, nil
 				}
 				continue
 			}
 		}
-		k, v := string(it.ck), it.cv
+		k := string(it.ck)
+		r, err := kvRev(it.cv)
+		if err != nil {
+			return "", 0, false, fmt.Errorf("kv %s: %w", k, err)
+		}
 		it.ck, it.cv = it.c.Next()
 		it.clampCursor()
-		return k, nil, v, true
+		return k, r, true, nil
 	}
 }

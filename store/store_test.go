@@ -42,31 +42,55 @@ func checkConsistent(t testing.TB, bdb *bolt.DB) {
 		meta := tx.Bucket(bucketMeta)
 		rev := parseRevKey(meta.Get(metaRev))
 		compacted := parseRevKey(meta.Get(metaCompacted))
+		hist := tx.Bucket(bucketHist)
+		current := map[int64]string{}
 		err := tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
-			o, err := decodeObject(string(k), v)
+			r, err := decodeKV(v)
 			if err != nil {
 				return err
 			}
-			if o.Revision > rev || o.CreateRevision > o.Revision || o.CreateRevision <= 0 {
-				return fmt.Errorf("%s: revisions %d/%d, store at %d", k, o.CreateRevision, o.Revision, rev)
+			if r.rev > rev || r.createRev > r.rev || r.createRev <= 0 {
+				return fmt.Errorf("%s: revisions %d/%d, store at %d", k, r.createRev, r.rev, rev)
 			}
+			o, err := histObject(hist, r.rev, nil)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			if o.Key != string(k) || o.UID != r.uid || o.CreateRevision != r.createRev {
+				return fmt.Errorf("%s: history entry %d is for %s", k, r.rev, o.Key)
+			}
+			current[r.rev] = string(k)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		// History holds exactly (compacted, rev].
+		// History: entries <= compacted only while current or the previous of a
+		// later entry; then exactly
+		// (compacted, rev], each with its previous entry present.
+		hc := hist.Cursor()
+		for k, v := hc.Seek(revKey(compacted + 1)); k != nil; k, v = hc.Next() {
+			if e, err := decodeHist(v); err == nil && e.prevRev > 0 && e.prevRev <= compacted {
+				current[e.prevRev] = string(e.key) // still needed as a previous object
+			}
+		}
 		want := compacted + 1
-		err = tx.Bucket(bucketHist).ForEach(func(k, v []byte) error {
+		err = hist.ForEach(func(k, v []byte) error {
 			r := parseRevKey(k)
+			e, err := decodeHist(v)
+			if err != nil {
+				return fmt.Errorf("history %d: %w", r, err)
+			}
+			if r <= compacted {
+				if current[r] != string(e.key) {
+					return fmt.Errorf("history %d (%s) kept below compaction %d but neither current nor needed", r, e.key, compacted)
+				}
+				return nil
+			}
 			if r != want {
 				return fmt.Errorf("history: found %d, want %d", r, want)
 			}
-			h, err := decodeHistHeader(v)
-			if err != nil {
-				return err
-			}
-			if _, _, err := h.objects(r); err != nil {
+			if _, err := eventAt(hist, e, r); err != nil {
 				return fmt.Errorf("history %d: %w", r, err)
 			}
 			want++

@@ -279,7 +279,8 @@ func (w *watcher) replay(from, to int64) error {
 			if compacted >= next {
 				return fmt.Errorf("watch replay at %d (compacted %d): %w", next, compacted, ErrTooOld)
 			}
-			c := tx.Bucket(bucketHist).Cursor()
+			hist := tx.Bucket(bucketHist)
+			c := hist.Cursor()
 			n := 0
 			for k, v := c.Seek(revKey(next)); ; k, v = c.Next() {
 				if k == nil {
@@ -290,17 +291,16 @@ func (w *watcher) replay(from, to int64) error {
 				if rev != next {
 					return fmt.Errorf("watch replay: history gap at %d (found %d)", next, rev)
 				}
-				h, err := decodeHistHeader(v)
+				e, err := decodeHist(v)
 				if err != nil {
 					return fmt.Errorf("history %d: %w", rev, err)
 				}
 				next = rev + 1
-				if strings.HasPrefix(h.key, w.prefix) {
-					obj, prev, err := h.objects(rev)
+				if strings.HasPrefix(string(e.key), w.prefix) {
+					ev, err := eventAt(hist, e, rev)
 					if err != nil {
-						return fmt.Errorf("history %d: %w", rev, err)
+						return err
 					}
-					ev := Event{Type: h.eventType(), Revision: rev, Object: obj, Prev: prev}
 					if w.matches(&ev) {
 						evs = append(evs, ev)
 					}
