@@ -105,10 +105,11 @@ func (r *containerRun) snapshot() corev1.ContainerStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	image := r.spec.Image
+	started := r.started
 	st := corev1.ContainerStatus{
-		Name: r.spec.Name, State: r.state, LastTerminationState: r.last, Ready: r.ready,
+		Name: r.spec.Name, State: *r.state.DeepCopy(), LastTerminationState: *r.last.DeepCopy(), Ready: r.ready,
 		RestartCount: r.restarts, Image: image, ImageID: "kubelab://" + image, ContainerID: r.id,
-		Started: &r.started,
+		Started: &started,
 	}
 	return st
 }
