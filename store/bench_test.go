@@ -83,14 +83,25 @@ func BenchmarkList10kPods(b *testing.B) {
 	}
 }
 
-// BenchmarkWatchFanout100: one durable write at a time, 100 watchers; the
-// latency is from the start of the write call (so it includes the fsync) to
-// each watcher receiving the event.
+// BenchmarkWatchFanout100: one durable write at a time, 100 watchers.
+// p99-ms is from the start of the write call (so it includes the commit and
+// its fsyncs) to each watcher receiving the event; fanout-p99-ms is from the
+// moment the committed batch is handed to the watchers.
 func BenchmarkWatchFanout100(b *testing.B) {
 	d, _ := openTest(b, Options{})
 	ctx := context.Background()
 	const watchers = 100
+	published := make([]atomic.Int64, b.N+1) // by revision
+	d.publishHook = func(evs []Event) {
+		now := time.Now().UnixNano()
+		for _, ev := range evs {
+			if ev.Revision <= int64(b.N) {
+				published[ev.Revision].Store(now)
+			}
+		}
+	}
 	lat := make([][]time.Duration, watchers)
+	fan := make([][]time.Duration, watchers)
 	var wg sync.WaitGroup
 	for i := range watchers {
 		w, err := d.Watch(ctx, WatchOptions{Prefix: "/registry/pods/"})
@@ -107,8 +118,10 @@ func BenchmarkWatchFanout100(b *testing.B) {
 					b.Errorf("watch ended: %v", w.Err())
 					return
 				}
+				now := time.Now()
 				t0 := time.Unix(0, int64(binary.BigEndian.Uint64(ev.Object.Value)))
-				lat[i] = append(lat[i], time.Since(t0))
+				lat[i] = append(lat[i], now.Sub(t0))
+				fan[i] = append(fan[i], now.Sub(time.Unix(0, published[ev.Revision].Load())))
 			}
 		}()
 	}
@@ -122,20 +135,18 @@ func BenchmarkWatchFanout100(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
+	q := func(l [][]time.Duration, p float64) float64 {
+		all := slices.Concat(l...)
+		if len(all) == 0 {
+			return 0
+		}
+		slices.Sort(all)
+		return float64(all[int(p*float64(len(all)-1))]) / float64(time.Millisecond)
 	}
-	slices.Sort(all)
-	if len(all) == 0 {
-		return
-	}
-	ms := func(q float64) float64 {
-		return float64(all[int(q*float64(len(all)-1))]) / float64(time.Millisecond)
-	}
-	b.ReportMetric(ms(0.50), "p50-ms")
-	b.ReportMetric(ms(0.99), "p99-ms")
-	b.ReportMetric(ms(1), "max-ms")
+	b.ReportMetric(q(lat, 0.50), "p50-ms")
+	b.ReportMetric(q(lat, 0.99), "p99-ms")
+	b.ReportMetric(q(fan, 0.50), "fanout-p50-ms")
+	b.ReportMetric(q(fan, 0.99), "fanout-p99-ms")
 }
 
 // BenchmarkDBSize100kUpdates: 100 objects updated 100,000 times by 32

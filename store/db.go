@@ -107,6 +107,10 @@ type DB struct {
 
 	hub hub
 
+	// publishHook, when set (by benchmarks, before any write), sees each
+	// durable batch just before the watchers do.
+	publishHook func([]Event)
+
 	statCommits     atomic.Int64
 	statWrites      atomic.Int64
 	statCommitNanos atomic.Int64
@@ -430,6 +434,9 @@ func (d *DB) commitBatch(batch []*op) {
 	}
 	if len(events) > 0 {
 		d.rev.Store(last)
+		if d.publishHook != nil {
+			d.publishHook(events)
+		}
 		d.hub.publish(events, last)
 	}
 	for _, o := range batch {

@@ -61,6 +61,11 @@ type watcher struct {
 	mu       sync.Mutex
 	pending  []Event // pushed by the hub, not yet taken by run
 	overflow bool
+	// live: replay is over; busy: run holds events it has not sent yet.
+	// When live, not busy and nothing is pending, push sends straight into
+	// out (without waking run): one goroutine hop less per event.
+	live     bool
+	busy     bool
 	stopErr  error
 	stopped  bool
 	err      error // final, set before out is closed
@@ -148,7 +153,26 @@ func (w *watcher) push(events []Event) {
 		w.mu.Unlock()
 		return
 	}
-	for _, ev := range events {
+	i := 0
+	if w.live && !w.busy && len(w.pending) == 0 && w.filter == nil {
+	direct:
+		for ; i < len(events); i++ {
+			ev := events[i]
+			if ev.Revision <= w.from || !strings.HasPrefix(ev.Object.Key, w.prefix) {
+				continue
+			}
+			select {
+			case w.out <- ev:
+			default:
+				break direct // out is full: queue the rest for run
+			}
+		}
+		if i == len(events) {
+			w.mu.Unlock()
+			return
+		}
+	}
+	for _, ev := range events[i:] {
 		if ev.Revision > w.from && strings.HasPrefix(ev.Object.Key, w.prefix) {
 			w.pending = append(w.pending, ev)
 		}
@@ -231,6 +255,8 @@ func (w *watcher) loop(live int64) error {
 		batch := w.pending
 		w.pending = nil
 		ov := w.overflow
+		w.live = true
+		w.busy = len(batch) > 0
 		w.mu.Unlock()
 		if ov {
 			return ErrWatchTooSlow
