@@ -64,11 +64,11 @@ type watcher struct {
 	// live: replay is over; busy: run holds events it has not sent yet.
 	// When live, not busy and nothing is pending, push sends straight into
 	// out (without waking run): one goroutine hop less per event.
-	live     bool
-	busy     bool
-	stopErr  error
-	stopped  bool
-	err      error // final, set before out is closed
+	live    bool
+	busy    bool
+	stopErr error
+	stopped bool
+	err     error // final, set before out is closed
 
 	wake   chan struct{} // cap 1: pending changed or overflow
 	stopCh chan struct{}
