@@ -127,14 +127,13 @@ func (c *cache) schedule(pod *corev1.Pod) (string, *FitError) {
 	if fitErr != nil {
 		return "", fitErr
 	}
-	assumed := pod.DeepCopy()
-	assumed.Spec.NodeName = node
-	api := newPodInfo(assumed)
+	// The pod's accounting does not depend on spec.nodeName, so the pending
+	// object is kept as is; cachedPod.node says where it is assumed.
 	if cur := c.pods[pod.UID]; cur != nil {
 		c.unaccount(cur)
 	}
-	c.pods[pod.UID] = &cachedPod{info: api, node: node, assumed: true}
-	c.nodeInfo(node).addPod(api)
+	c.pods[pod.UID] = &cachedPod{info: pi, node: node, assumed: true}
+	c.nodeInfo(node).addPod(pi)
 	return node, nil
 }
 

@@ -50,22 +50,30 @@ func impliedReadinessTaint(node *corev1.Node) *corev1.Taint {
 	return &corev1.Taint{Key: key, Effect: corev1.TaintEffectNoSchedule}
 }
 
+// Single-reason results, shared so a rejection does not allocate.
+var (
+	rejectUnschedulable = []string{ReasonUnschedulable}
+	rejectTaint         = []string{ReasonTaint}
+	rejectNodeAffinity  = []string{ReasonNodeAffinity}
+	rejectHostPorts     = []string{ReasonHostPorts}
+)
+
 // filterNode runs the filters in kube-scheduler's order and returns the
 // reasons the first failing one gives (several for resources), nil if the
-// pod fits.
+// pod fits. The result must not be modified.
 func filterNode(pi *podInfo, ni *NodeInfo) []string {
 	pod, node := pi.pod, ni.node
 	if node.Spec.Unschedulable && !toleratesAny(pod.Spec.Tolerations, &corev1.Taint{Key: taintKeyUnschedulabl, Effect: corev1.TaintEffectNoSchedule}) {
-		return []string{ReasonUnschedulable}
+		return rejectUnschedulable
 	}
 	if !toleratesNode(pod.Spec.Tolerations, ni) {
-		return []string{ReasonTaint}
+		return rejectTaint
 	}
 	if !matchesNodeSelectorAndAffinity(pod, node) {
-		return []string{ReasonNodeAffinity}
+		return rejectNodeAffinity
 	}
 	if portsConflict(pi.ports, ni.ports) {
-		return []string{ReasonHostPorts}
+		return rejectHostPorts
 	}
 	return insufficientResources(pi, ni)
 }

@@ -14,15 +14,19 @@ type podInfo struct {
 	req      Resources
 	nonZero  Resources
 	ports    []hostPort
-	owner    types.UID // controller ownerReference UID, "" if none
+	owner    uint64 // hash of the controller ownerReference UID, 0 if none
 	hashSeed uint64
 }
 
 func newPodInfo(pod *corev1.Pod) *podInfo {
 	req, nz := podRequests(pod)
 	pi := &podInfo{pod: pod, req: req, nonZero: nz, ports: podHostPorts(pod)}
-	if ref := metav1.GetControllerOf(pod); ref != nil {
-		pi.owner = ref.UID
+	if ref := metav1.GetControllerOf(pod); ref != nil && ref.UID != "" {
+		// A 64-bit hash keys the per-node counts: integer map lookups keep
+		// scoring 1,000 nodes cheap, and collisions are negligible.
+		h := fnv.New64a()
+		h.Write([]byte(ref.UID))
+		pi.owner = h.Sum64() | 1
 	}
 	h := fnv.New64a()
 	if pod.UID != "" {
@@ -90,14 +94,14 @@ type NodeInfo struct {
 	requested Resources
 	nonZero   Resources
 	ports     map[protoPort]map[string]int
-	owners    map[types.UID]int
+	owners    map[uint64]int
 }
 
 func newNodeInfo() *NodeInfo {
 	return &NodeInfo{
 		pods:   map[types.UID]*podInfo{},
 		ports:  map[protoPort]map[string]int{},
-		owners: map[types.UID]int{},
+		owners: map[uint64]int{},
 	}
 }
 
@@ -136,7 +140,7 @@ func (n *NodeInfo) addPod(pi *podInfo) {
 		}
 		m[hp.ip]++
 	}
-	if pi.owner != "" {
+	if pi.owner != 0 {
 		n.owners[pi.owner]++
 	}
 }
@@ -162,7 +166,7 @@ func (n *NodeInfo) removePod(pi *podInfo) {
 			}
 		}
 	}
-	if cur.owner != "" {
+	if cur.owner != 0 {
 		n.owners[cur.owner]--
 		if n.owners[cur.owner] <= 0 {
 			delete(n.owners, cur.owner)

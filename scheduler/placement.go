@@ -73,7 +73,7 @@ func place(pi *podInfo, infos []*NodeInfo) (string, *FitError) {
 			continue
 		}
 		owners := 0
-		if pi.owner != "" {
+		if pi.owner != 0 {
 			owners = ni.owners[pi.owner]
 		}
 		if best != nil && owners > bestOwners {

@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 func TestScheduleFilters(t *testing.T) {
@@ -468,7 +467,7 @@ func TestNodeInfoAddRemove(t *testing.T) {
 	p := newPodInfo(mkPod("p", req("1", "1Gi"), hostPortOpt(80, "", ""), ownedBy("o"), onNode("a")))
 	ni.addPod(p)
 	ni.addPod(p) // re-adding the same UID replaces, not doubles
-	if ni.requested.MilliCPU != 1000 || len(ni.pods) != 1 || ni.owners[types.UID("o")] != 1 || len(ni.ports) != 1 {
+	if ni.requested.MilliCPU != 1000 || len(ni.pods) != 1 || len(ni.owners) != 1 || len(ni.ports) != 1 {
 		t.Fatalf("after add: %+v pods=%d owners=%v ports=%v", ni.requested, len(ni.pods), ni.owners, ni.ports)
 	}
 	ni.removePod(p)
