@@ -5,11 +5,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // podValue is a ~2 KB JSON document shaped like a real Pod.
@@ -62,6 +65,34 @@ func BenchmarkCreate(b *testing.B) {
 			el := time.Since(start)
 			b.ReportMetric(float64(b.N)/el.Seconds(), "creates/s")
 			reportBatching(b, d)
+		})
+	}
+}
+
+// BenchmarkBaselineBolt is the yardstick for BenchmarkCreate, measured on
+// the same disk at the same moment: plain bbolt, one durable db.Update per
+// write (1 writer), and bbolt's own db.Batch (32 writers).
+func BenchmarkBaselineBolt(b *testing.B) {
+	for _, mode := range []string{"update/writers=1", "batch/writers=32"} {
+		b.Run(mode, func(b *testing.B) {
+			bdb, err := bolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bdb.Close()
+			name := []byte("b")
+			bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(name); return err })
+			put := func(i int) func(tx *bolt.Tx) error {
+				return func(tx *bolt.Tx) error { return tx.Bucket(name).Put([]byte(podKey(i)), podValue) }
+			}
+			b.ResetTimer()
+			start := time.Now()
+			if mode == "update/writers=1" {
+				runWriters(b, 1, b.N, func(i int) error { return bdb.Update(put(i)) })
+			} else {
+				runWriters(b, 32, b.N, func(i int) error { return bdb.Batch(put(i)) })
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "creates/s")
 		})
 	}
 }

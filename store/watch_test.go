@@ -420,3 +420,86 @@ func TestAutomaticCompaction(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A replay that falls behind compaction ends with ErrTooOld instead of
+// skipping the compacted revisions.
+func TestWatchReplayOvertakenByCompaction(t *testing.T) {
+	d, _ := openTest(t, Options{HistoryMinAge: -1, HistoryMinRevisions: 1, CompactInterval: -1, NoSync: true})
+	ctx := context.Background()
+	for i := range 3 * replayChunk {
+		mustCreate(t, d, fmt.Sprint(i))
+	}
+	w, err := d.Watch(ctx, WatchOptions{Revision: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if ev := nextEvent(t, w); ev.Revision != 2 {
+		t.Fatalf("first replayed %d", ev.Revision)
+	}
+	// The first chunk is in memory now; compact everything behind it.
+	if _, err := d.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(3)
+	for ev := range w.Events() {
+		if ev.Revision != want {
+			t.Fatalf("replayed %d, want %d", ev.Revision, want)
+		}
+		want++
+	}
+	if !errors.Is(w.Err(), ErrTooOld) {
+		t.Fatalf("err %v after %d events", w.Err(), want-2)
+	}
+	if want > replayChunk+2 {
+		t.Fatalf("replayed past the compaction: up to %d", want-1)
+	}
+}
+
+// Compaction, writers and watchers at once (for -race), then the file is
+// consistent and every watcher saw a gapless stream.
+func TestCompactionConcurrentWithWritersAndWatchers(t *testing.T) {
+	d, _ := openTest(t, Options{HistoryMinAge: -1, HistoryMinRevisions: 200, CompactInterval: time.Millisecond, CompactBatch: 50, NoSync: true})
+	ctx := context.Background()
+	w, err := d.Watch(ctx, WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				key := fmt.Sprintf("/c/%d/%d", g, i%10)
+				if i < 10 {
+					mustCreate(t, d, key)
+				} else if _, err := d.Update(ctx, key, []byte(fmt.Sprint(i)), Preconditions{}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	final := d.CurrentRevision()
+	want := int64(1)
+	for want <= final {
+		ev := nextEvent(t, w)
+		if ev.Revision != want {
+			t.Fatalf("got %d, want %d", ev.Revision, want)
+		}
+		if ev.Type == Modified && (ev.Prev == nil || ev.Prev.Key != ev.Object.Key) {
+			t.Fatalf("event %d without its previous object", ev.Revision)
+		}
+		want++
+	}
+	w.Stop()
+	if _, err := d.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.CompactedRevision(); c != final-200 {
+		t.Fatalf("compacted %d, want %d", c, final-200)
+	}
+	checkConsistent(t, d.bolt)
+}
