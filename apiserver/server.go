@@ -47,6 +47,8 @@ type Config struct {
 	// Store, when set, is used instead of opening DataDir/store.db (and is
 	// not closed by the server).
 	Store store.Interface
+	// StoreOptions are passed to store.Open when Store is nil.
+	StoreOptions store.Options
 	// BookmarkInterval is how often watches that allow bookmarks get one
 	// (default 10s).
 	BookmarkInterval time.Duration
@@ -137,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store != nil {
 		s.store = cfg.Store
 	} else {
-		db, err := store.Open(filepath.Join(cfg.DataDir, "store.db"), store.Options{})
+		db, err := store.Open(filepath.Join(cfg.DataDir, "store.db"), cfg.StoreOptions)
 		if err != nil {
 			s.closeListeners()
 			return nil, fmt.Errorf("open store: %w", err)

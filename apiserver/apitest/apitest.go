@@ -47,6 +47,9 @@ func WithFeatureGates(g map[string]bool) Option {
 	return func(c *apiserver.Config) { c.FeatureGates = g }
 }
 
+// WithConfig lets a test change any field of the server configuration.
+func WithConfig(f func(*apiserver.Config)) Option { return Option(f) }
+
 // WithDataDir reuses a data directory (e.g. to test a restart).
 func WithDataDir(dir string) Option { return func(c *apiserver.Config) { c.DataDir = dir } }
 
