@@ -157,6 +157,10 @@ func TestPodRows(t *testing.T) {
 			p.Status.PodIPs = []corev1.PodIP{{IP: "10.244.2.5"}}
 			p.Status.ContainerStatuses = []corev1.ContainerStatus{running("nginx", true, 0)}
 		}, []interface{}{"web-1", "1/1", "Running", "0", "5m", "10.244.2.5", "node-2", "<none>", "<none>"}},
+		{"only the singular pod ip", func(p *corev1.Pod) {
+			p.Status.Phase = corev1.PodRunning
+			p.Status.PodIP = "10.244.1.7"
+		}, []interface{}{"web-1", "0/1", "Running", "0", "5m", "10.244.1.7", "<none>", "<none>", "<none>"}},
 		{"crash loop with restart age", func(p *corev1.Pod) {
 			p.Status.Phase = corev1.PodRunning
 			st := waiting("nginx", "CrashLoopBackOff", 4)

@@ -200,7 +200,7 @@ func printPod(p *corev1.Pod, now time.Time) ([]interface{}, []metav1.TableRowCon
 	}
 	ready, reason, restarts := podStatus(p, now)
 
-	ip := ""
+	ip := p.Status.PodIP // writers that only set the singular field
 	if len(p.Status.PodIPs) > 0 {
 		ip = p.Status.PodIPs[0].IP
 	}
