@@ -180,3 +180,60 @@ func TestListBadContinue(t *testing.T) {
 		t.Fatalf("token for another prefix: %v", err)
 	}
 }
+
+func TestListAtRevisionAcrossDeleteAndRecreate(t *testing.T) {
+	d, _ := openTest(t, Options{})
+	ctx := context.Background()
+	mustCreate(t, d, "/p/a")               // 1
+	mustCreate(t, d, "/p/b")               // 2
+	d.Delete(ctx, "/p/b", Preconditions{}) // 3: b gone before the list
+	mustCreate(t, d, "/p/d")               // 4
+	page, err := d.List(ctx, ListOptions{Prefix: "/p/", Limit: 1})
+	if err != nil || page.Revision != 4 || len(page.Items) != 1 || page.Items[0].Key != "/p/a" || page.Continue == "" {
+		t.Fatalf("page 1: %+v %v", page, err)
+	}
+	d.Delete(ctx, "/p/a", Preconditions{})                  // 5
+	d.Create(ctx, "/p/a", "new", []byte("new"))             // 6: a recreated
+	d.Create(ctx, "/p/b", "new", []byte("new"))             // 7: b recreated after the list
+	d.Update(ctx, "/p/b", []byte("newer"), Preconditions{}) // 8
+	d.Create(ctx, "/p/c", "", nil)                          // 9
+	d.Delete(ctx, "/p/c", Preconditions{})                  // 10
+	d.Delete(ctx, "/p/d", Preconditions{})                  // 11
+	rest, err := d.List(ctx, ListOptions{Prefix: "/p/", Limit: 10, Continue: page.Continue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(keys(rest.Items), ","); got != "/p/d" || rest.Continue != "" || rest.Revision != 4 {
+		t.Fatalf("page 2 at 4: %s (%+v)", got, rest)
+	}
+	res, _ := d.List(ctx, ListOptions{Prefix: "/p/", Revision: 4})
+	if got := strings.Join(keys(res.Items), ","); got != "/p/a,/p/d" || res.Items[0].UID != "uid-/p/a" || res.Items[0].Revision != 1 {
+		t.Fatalf("at 4: %s %+v", got, res.Items[0])
+	}
+	res, _ = d.List(ctx, ListOptions{Prefix: "/p/", Revision: 9})
+	if got := strings.Join(keys(res.Items), ","); got != "/p/a,/p/b,/p/c,/p/d" || string(res.Items[1].Value) != "newer" || res.Items[0].UID != "new" {
+		t.Fatalf("at 9: %s", got)
+	}
+	res, _ = d.List(ctx, ListOptions{Prefix: "/p/"})
+	if got := strings.Join(keys(res.Items), ","); got != "/p/a,/p/b" {
+		t.Fatalf("latest: %s", got)
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	d, _ := openTest(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := d.Create(ctx, "a", "", nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("create: %v", err)
+	}
+	if _, err := d.Get(ctx, "a"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("get: %v", err)
+	}
+	if _, err := d.List(ctx, ListOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("list: %v", err)
+	}
+	if d.CurrentRevision() != 0 {
+		t.Fatalf("a cancelled create was written")
+	}
+}
