@@ -265,3 +265,28 @@ func TestKubeletAPIPortForward(t *testing.T) {
 		t.Fatalf("through port-forward: %q %v", body, err)
 	}
 }
+
+func TestKubeletAPIExecTTY(t *testing.T) {
+	r := newRig(t)
+	cfg, _ := startKubeletAPI(t, r)
+	r.add(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "box"}, Spec: corev1.PodSpec{Containers: []corev1.Container{
+		{Name: "c", Image: "busybox", Command: []string{"sleep", "60"}}}}})
+	r.waitFor("box", 10*time.Second, running)
+	q := url.Values{"command": {"sh"}, "stdin": {"true"}, "stdout": {"true"}, "tty": {"true"}}
+	u := cfg.Host + "/exec/default/box/c?" + q.Encode()
+	ws, _ := remotecommand.NewWebSocketExecutor(cfg, "GET", u)
+	pu, _ := url.Parse(u)
+	sp, _ := remotecommand.NewSPDYExecutor(cfg, "POST", pu)
+	for name, ex := range map[string]remotecommand.Executor{"websocket": ws, "spdy": sp} {
+		var out bytes.Buffer
+		err := ex.StreamWithContext(context.Background(), remotecommand.StreamOptions{Tty: true,
+			Stdin: strings.NewReader("tty -s && echo term$((40+2))\nexit 5\n"), Stdout: &out})
+		var ce utilexec.CodeExitError
+		if !errors.As(err, &ce) || ce.Code != 5 {
+			t.Errorf("%s: err = %v, want exit code 5", name, err)
+		}
+		if !strings.Contains(out.String(), "term42") {
+			t.Errorf("%s: output %q", name, out.String())
+		}
+	}
+}

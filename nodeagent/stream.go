@@ -32,6 +32,7 @@ type execStreams struct {
 	stdin          io.ReadCloser
 	stdout, stderr io.WriteCloser
 	errW           io.WriteCloser
+	resize         io.Reader
 	statusJSON     bool // v4+: the error stream carries a metav1.Status
 	close          func()
 }
@@ -70,7 +71,12 @@ func (h *kubeletAPI) exec(w http.ResponseWriter, r *http.Request) {
 		s.fail(err, -1)
 		return
 	}
-	code, err := runExec(c, cmd, s, tty)
+	var code int
+	if tty {
+		code, err = runTTY(c, cmd, s, s.resize)
+	} else {
+		code, err = runExec(c, cmd, s, tty)
+	}
 	s.fail(err, code)
 }
 
@@ -159,6 +165,9 @@ func wsExec(w http.ResponseWriter, r *http.Request, in, out, errs, tty bool) (*e
 	if errs {
 		s.stderr = rw[2]
 	}
+	if tty {
+		s.resize = rw[4]
+	}
 	return s, nil
 }
 
@@ -204,7 +213,7 @@ collect:
 			case "stderr":
 				s.stderr = st
 			case "resize":
-				go func() { _, _ = io.Copy(io.Discard, st) }()
+				s.resize = st
 			}
 		case <-timeout:
 			if want == 0 {
