@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ func TestKubectlGetVariants(t *testing.T) {
 	inst := apitest.Start(t)
 	ctx := context.Background()
 	f := writeFile(t, t.TempDir(), "web.yaml", webManifest)
-	inst.MustKubectl(t, "apply", "--validate=false", "-f", f)
+	inst.MustKubectl(t, "apply", "-f", f)
 	inst.MustKubectl(t, "create", "namespace", "other")
 	for _, p := range []*corev1.Pod{newPod("web-1", "node-1"), newPod("web-2", "node-2")} {
 		p.Labels = map[string]string{"app": "web"}
@@ -95,7 +96,7 @@ func TestKubectlInvalidService(t *testing.T) {
 	bad := strings.Replace(webManifest[strings.Index(webManifest, "---")+4:], "internalTrafficPolicy: Local", "internalTrafficPolicy: Foo", 1)
 	bad = strings.Replace(bad, "name: web", "name: x", 1)
 	f := writeFile(t, t.TempDir(), "bad.yaml", bad)
-	_, errOut, err := inst.Kubectl(t, "apply", "--validate=false", "-f", f)
+	_, errOut, err := inst.Kubectl(t, "apply", "-f", f)
 	want := `The Service "x" is invalid: spec.internalTrafficPolicy: Unsupported value: "Foo": supported values: "Cluster", "Local"`
 	if err == nil || !strings.Contains(errOut, want) {
 		t.Fatalf("got %v\n%s\nwant %s", err, errOut, want)
@@ -156,7 +157,7 @@ func TestVersionedKubectl(t *testing.T) {
 			bin := apitest.KubectlPath(t, v)
 			inst := apitest.Start(t)
 			f := writeFile(t, t.TempDir(), "web.yaml", webManifest)
-			out, errOut, err := inst.KubectlBin(t, bin, "", "apply", "--validate=false", "-f", f)
+			out, errOut, err := inst.KubectlBin(t, bin, "", "apply", "-f", f)
 			if err != nil || !strings.Contains(out, "deployment.apps/web created") {
 				t.Fatalf("apply: %v\n%s\n%s", err, out, errOut)
 			}
@@ -173,3 +174,48 @@ func TestVersionedKubectl(t *testing.T) {
 }
 
 var _ = io.EOF
+
+func TestKubectlDescribeEditExplainServerSide(t *testing.T) {
+	inst := apitest.Start(t)
+	f := writeFile(t, t.TempDir(), "web.yaml", webManifest)
+	inst.MustKubectl(t, "apply", "-f", f)
+	out := inst.MustKubectl(t, "describe", "svc", "web")
+	if !strings.Contains(out, "Internal Traffic Policy:") || !strings.Contains(out, "Local") {
+		t.Errorf("describe svc:\n%s", out)
+	}
+	out = inst.MustKubectl(t, "describe", "deploy", "web")
+	if !strings.Contains(out, "Replicas:") || !strings.Contains(out, "StrategyType:") {
+		t.Errorf("describe deploy:\n%s", out)
+	}
+	out = inst.MustKubectl(t, "explain", "service.spec.internalTrafficPolicy")
+	if !strings.Contains(out, "internalTrafficPolicy") || !strings.Contains(out, "same node") {
+		t.Errorf("explain:\n%s", out)
+	}
+	// edit through an editor script that changes the image
+	editor := writeFile(t, t.TempDir(), "editor.sh", "#!/bin/sh\nsed -i 's/image: nginx$/image: nginx:1.27/' \"$1\"\n")
+	if err := os.Chmod(editor, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(apitest.KubectlPath(t, ""), "--cache-dir", t.TempDir(), "edit", "deploy", "web")
+	cmd.Env = append(cmd.Environ(), "KUBECONFIG="+inst.Kubeconfig, "KUBE_EDITOR="+editor)
+	b, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "deployment.apps/web edited") {
+		t.Fatalf("edit: %v %s", err, b)
+	}
+	out = inst.MustKubectl(t, "get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}")
+	if out != "nginx:1.27 2" {
+		t.Errorf("after edit: %q", out)
+	}
+	// server-side apply creates and updates
+	cm := writeFile(t, t.TempDir(), "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: \"1\"\n")
+	out = inst.MustKubectl(t, "apply", "--server-side", "-f", cm)
+	if !strings.Contains(out, "configmap/ssa serverside-applied") {
+		t.Errorf("apply --server-side: %s", out)
+	}
+	// an unknown field is refused by strict validation
+	typo := writeFile(t, t.TempDir(), "typo.yaml", strings.Replace(webManifest, "  replicas: 1", "  replica: 1", 1))
+	_, errOut, err := inst.Kubectl(t, "apply", "-f", typo)
+	if err == nil || !strings.Contains(errOut, `unknown field "spec.replica"`) {
+		t.Errorf("strict apply: %v %s", err, errOut)
+	}
+}

@@ -128,16 +128,16 @@ func TestBuiltinNamespacesAndCRUD(t *testing.T) {
 func TestKubectlApplyGet(t *testing.T) {
 	inst := apitest.Start(t)
 	f := writeFile(t, t.TempDir(), "web.yaml", webManifest)
-	out := inst.MustKubectl(t, "apply", "--validate=false", "-f", f)
+	out := inst.MustKubectl(t, "apply", "-f", f)
 	if !strings.Contains(out, "deployment.apps/web created") || !strings.Contains(out, "service/web created") {
 		t.Fatalf("first apply: %s", out)
 	}
-	out = inst.MustKubectl(t, "apply", "--validate=false", "-f", f)
+	out = inst.MustKubectl(t, "apply", "-f", f)
 	if !strings.Contains(out, "deployment.apps/web unchanged") || !strings.Contains(out, "service/web unchanged") {
 		t.Fatalf("second apply: %s", out)
 	}
 	f2 := writeFile(t, t.TempDir(), "web.yaml", strings.Replace(webManifest, "replicas: 1", "replicas: 3", 1))
-	out = inst.MustKubectl(t, "apply", "--validate=false", "-f", f2)
+	out = inst.MustKubectl(t, "apply", "-f", f2)
 	if !strings.Contains(out, "deployment.apps/web configured") || !strings.Contains(out, "service/web unchanged") {
 		t.Fatalf("third apply: %s", out)
 	}
