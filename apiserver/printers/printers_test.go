@@ -507,3 +507,18 @@ func TestListMetadataAndRowObjects(t *testing.T) {
 		t.Errorf("empty list table %+v", empty)
 	}
 }
+
+func BenchmarkToTable500Pods(b *testing.B) {
+	list := &corev1.PodList{}
+	for i := 0; i < 500; i++ {
+		list.Items = append(list.Items, corev1.Pod{ObjectMeta: om("web", time.Minute),
+			Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "nginx"}}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{running("nginx", true, 0)}}})
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := ToTable(list, Options{Now: now}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
