@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/kube-openapi/pkg/spec3"
 	protomodels "k8s.io/kube-openapi/pkg/util/proto"
+	"k8s.io/kube-openapi/pkg/util/proto/validation"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 
 	"github.com/kubelab/kubelab/apiserver/resources"
@@ -532,6 +533,51 @@ func TestStrategicMergeFromSchemas(t *testing.T) {
 		}
 		if !jsonEqual(t, got3, want) || !jsonEqual(t, got2, want) {
 			t.Errorf("%s:\n v3 %s\n v2 %s\n go %s", c.def, got3, got2, want)
+		}
+	}
+}
+
+// TestClientSideValidationV2 runs kubectl's client-side validator (used when
+// a server does not advertise fieldValidation) against the v2 models: valid
+// manifests pass, typos and missing required fields are reported.
+func TestClientSideValidationV2(t *testing.T) {
+	docs, err := Build(resources.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd, err := openapi_v2.ParseDocument(docs.V2JSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	models, err := protomodels.NewOpenAPIData(pd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, def, obj string
+		wantErrs       []string
+	}{
+		{"deployment", "io.k8s.api.apps.v1.Deployment", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","labels":{"a":"b"}},"spec":{"replicas":1,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"nginx","ports":[{"containerPort":80}],"resources":{"limits":{"cpu":"100m","memory":1000000}},"readinessProbe":{"httpGet":{"port":"http"}}}]}}}}`, nil},
+		{"service", "io.k8s.api.core.v1.Service", `{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"internalTrafficPolicy":"Local","selector":{"app":"web"},"ports":[{"port":80,"targetPort":8080},{"port":81,"targetPort":"http"}]}}`, nil},
+		{"endpointslice", "io.k8s.api.discovery.v1.EndpointSlice", `{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"web-1"},"addressType":"IPv4","endpoints":[{"addresses":["10.244.1.5"],"conditions":{"ready":true}}]}`, nil},
+		{"typo", "io.k8s.api.apps.v1.Deployment", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"replica":1,"selector":{},"template":{"spec":{"containers":[{"name":"web"}]}}}}`, []string{`unknown field "replica"`}},
+		{"missing container name", "io.k8s.api.core.v1.Pod", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"image":"nginx"}]}}`, []string{`missing required field "name"`}},
+		{"wrong type", "io.k8s.api.core.v1.Service", `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":[{"port":true}]}}`, []string{"port"}},
+	}
+	for _, tt := range tests {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(tt.obj), &obj); err != nil {
+			t.Fatal(err)
+		}
+		errs := validation.ValidateModel(obj, models.LookupModel(tt.def), tt.def)
+		if len(errs) != len(tt.wantErrs) {
+			t.Errorf("%s: errors %v, want %d", tt.name, errs, len(tt.wantErrs))
+			continue
+		}
+		for i, e := range errs {
+			if !strings.Contains(e.Error(), tt.wantErrs[i]) {
+				t.Errorf("%s: error %q, want it to mention %q", tt.name, e, tt.wantErrs[i])
+			}
 		}
 	}
 }
