@@ -10,8 +10,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,6 +41,19 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		// The agent alone in its own process (for the RSS benchmark).
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		err := nodeagent.Run(ctx, nodeagent.Config{ServerURL: os.Getenv("E2E_SERVER"), TokenFile: os.Getenv("E2E_TOKEN"),
+			CAFile: os.Getenv("E2E_CA"), NodeName: "node-rss", DataDir: os.Getenv("E2E_DATA"), NodeIP: net.ParseIP(os.Getenv("E2E_IP")),
+			NetnsPrefix: os.Getenv("E2E_PREFIX")})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	testns.Main(m)
 }
 
@@ -54,7 +71,9 @@ func eventually(t *testing.T, d time.Duration, what string, f func() error) {
 }
 
 // nodeLink gives the private namespace a node address, as the lab's eth0.
-func nodeLink(t *testing.T, cidr string) net.IP {
+func nodeLink(t *testing.T, cidr string) net.IP { return nodeLinkTB(t, cidr) }
+
+func nodeLinkTB(t testing.TB, cidr string) net.IP {
 	la := netlink.NewLinkAttrs()
 	la.Name = fmt.Sprintf("kle%d", rand.Intn(1<<16))
 	l := &netlink.Bridge{LinkAttrs: la} // a bridge: the dummy module may be absent
@@ -290,4 +309,62 @@ func waitPodIP(t *testing.T, c kubernetes.Interface, name, _ string) string {
 		return nil
 	})
 	return ip
+}
+
+// BenchmarkIdleAgentRSS starts one agent process against a real API server,
+// lets it settle idle (registered, lease renewing, no pods) and reports its RSS.
+func BenchmarkIdleAgentRSS(b *testing.B) {
+	if !testns.Isolated() {
+		b.Skip("needs root and a private namespace")
+	}
+	inst := apitest.Start(b)
+	ip := nodeLinkTB(b, "10.200.0.9/24")
+	self, _ := os.Executable()
+	prefix := fmt.Sprintf("klrss%d-", os.Getpid())
+	cmd := exec.Command(self, "agent")
+	cmd.Env = append(os.Environ(), "E2E_SERVER="+inst.Config.Host, "E2E_TOKEN="+filepath.Join(inst.DataDir, "node-token"),
+		"E2E_CA="+filepath.Join(inst.DataDir, "pki", "ca.crt"), "E2E_DATA="+b.TempDir(), "E2E_IP="+ip.String(), "E2E_PREFIX="+prefix)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		_ = nodeagent.Cleanup(nodeagent.Config{NetnsPrefix: prefix})
+	}()
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if n, err := inst.Client.CoreV1().Nodes().Get(ctx, "node-rss", metav1.GetOptions{}); err == nil {
+			if n.Spec.PodCIDR == "" {
+				n.Spec.PodCIDR, n.Spec.PodCIDRs = "10.244.9.0/24", []string{"10.244.9.0/24"}
+				_, _ = inst.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+			}
+			if c, err := net.Dial("tcp", net.JoinHostPort(ip.String(), "10250")); err == nil {
+				c.Close()
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("agent not ready")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(12 * time.Second) // at least one lease renewal
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(st), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && (f[0] == "RssAnon:" || f[0] == "RssFile:") {
+			b.Logf("%s %s kB", f[0], f[1])
+		}
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			b.ReportMetric(float64(kb)/1024, "MB-rss")
+		}
+	}
+	for i := 0; i < b.N; i++ {
+	}
 }
