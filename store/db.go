@@ -159,6 +159,14 @@ func Open(path string, opts Options) (*DB, error) {
 			}
 		}
 		m := tx.Bucket(bucketMeta)
+		switch f := m.Get(metaFormat); {
+		case f == nil && m.Get(metaRev) == nil:
+			if err := m.Put(metaFormat, []byte(formatVersion)); err != nil {
+				return err
+			}
+		case string(f) != formatVersion:
+			return fmt.Errorf("on-disk format %q, this build reads %q", f, formatVersion)
+		}
 		d.rev.Store(parseRevKey(m.Get(metaRev)))
 		d.compacted.Store(parseRevKey(m.Get(metaCompacted)))
 		return nil

@@ -10,7 +10,8 @@ import (
 
 // On-disk layout (integers big-endian or uvarint):
 //
-//	bucket "meta":  "rev" -> 8 bytes, newest committed revision
+//	bucket "meta":  "format" -> formatVersion
+//	                "rev" -> 8 bytes, newest committed revision
 //	                "compacted" -> 8 bytes, the compaction point (below)
 //	bucket "kv":    key -> uvarint(len uid) uid uvarint(createRev) uvarint(rev)
 //	bucket "hist":  8-byte revision -> type byte, 8-byte unix-nano commit time,
@@ -37,7 +38,11 @@ var (
 
 	metaRev       = []byte("rev")
 	metaCompacted = []byte("compacted")
+	metaFormat    = []byte("format")
 )
+
+// formatVersion names the layout below; Open refuses any other.
+const formatVersion = "kubelab-store-2"
 
 const (
 	histAdded    byte = 1

@@ -345,3 +345,21 @@ func TestReopenKeepsRevision(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenRefusesOtherFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdb.Update(func(tx *bolt.Tx) error {
+		m, _ := tx.CreateBucket(bucketMeta)
+		m.Put(metaFormat, []byte("something-else"))
+		return putRev(m, metaRev, 7)
+	})
+	bdb.Close()
+	if d, err := Open(path, Options{}); err == nil {
+		d.Close()
+		t.Fatal("opened a file in another format")
+	}
+}
