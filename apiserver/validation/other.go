@@ -516,7 +516,7 @@ func validateEventsV1(ev, oldEv *eventsv1.Event) field.ErrorList {
 	}
 	if oldEv != nil {
 		old := asCoreEvent(oldEv)
-		errs = append(errs, apimachineryvalidation.ValidateObjectMetaUpdate(&e.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))...)
+		errs = append(errs, metaUpdate(&e.ObjectMeta, &old.ObjectMeta)...)
 		series()
 		immutable := func(n, o interface{}, name string) {
 			errs = append(errs, apimachineryvalidation.ValidateImmutableField(n, o, field.NewPath(name))...)

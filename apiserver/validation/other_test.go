@@ -221,3 +221,18 @@ func resourceQty(s string) *resource.Quantity {
 	q := resource.MustParse(s)
 	return &q
 }
+
+func TestUnconditionalUpdate(t *testing.T) {
+	old := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg", Namespace: "default", ResourceVersion: "7", UID: "u1"}}
+	put := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg", Namespace: "default", UID: "u1"}, Data: map[string]string{"a": "b"}}
+	if got := errText("ConfigMap", put, old); got != "" {
+		t.Errorf("update without resourceVersion refused: %s", got)
+	}
+	if put.ResourceVersion != "" {
+		t.Errorf("Validate changed the object's resourceVersion")
+	}
+	put.UID = "u2"
+	if got := errText("ConfigMap", put, old); got != `ConfigMap "cfg" is invalid: metadata.uid: Invalid value: "u2": field is immutable` {
+		t.Errorf("uid change: %s", got)
+	}
+}

@@ -253,11 +253,11 @@ func validatePodSpec(s *corev1.PodSpec, path *field.Path, template bool) field.E
 	}
 
 	names := sets.New[string]()
-	errs = append(errs, validateContainers(s.InitContainers, path.Child("initContainers"), names, volumes, template, false)...)
+	errs = append(errs, validateContainers(s.InitContainers, path.Child("initContainers"), names, volumes, template)...)
 	if len(s.Containers) == 0 {
 		errs = append(errs, field.Required(path.Child("containers"), ""))
 	}
-	errs = append(errs, validateContainers(s.Containers, path.Child("containers"), names, volumes, template, true)...)
+	errs = append(errs, validateContainers(s.Containers, path.Child("containers"), names, volumes, template)...)
 
 	if s.RestartPolicy == "" {
 		errs = append(errs, field.Required(path.Child("restartPolicy"), ""))
@@ -307,7 +307,7 @@ func contains[T comparable](list []T, v T) bool {
 	return false
 }
 
-func validateContainers(cs []corev1.Container, path *field.Path, names, volumes sets.Set[string], template, regular bool) field.ErrorList {
+func validateContainers(cs []corev1.Container, path *field.Path, names, volumes sets.Set[string], template bool) field.ErrorList {
 	var errs field.ErrorList
 	for i := range cs {
 		c := &cs[i]
@@ -352,9 +352,6 @@ func validateContainers(cs []corev1.Container, path *field.Path, names, volumes 
 			if m.MountPath == "" {
 				errs = append(errs, field.Required(mp.Child("mountPath"), ""))
 			}
-		}
-		if regular && c.RestartPolicy != nil {
-			errs = append(errs, field.Forbidden(cp.Child("restartPolicy"), "may not be set for non-init containers"))
 		}
 	}
 	return errs

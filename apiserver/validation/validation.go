@@ -154,8 +154,22 @@ func validateMeta(m, old *metav1.ObjectMeta, namespaced bool, nameFn apimachiner
 	if old == nil {
 		return apimachineryvalidation.ValidateObjectMeta(m, namespaced, nameFn, path)
 	}
-	errs := apimachineryvalidation.ValidateObjectMetaUpdate(m, old, path)
+	errs := metaUpdate(m, old)
 	// The name cannot change on update, so its format was checked at
 	// creation; kube-apiserver skips it here too.
 	return append(errs, apimachineryvalidation.ValidateObjectMeta(m, namespaced, func(string, bool) []string { return nil }, path)...)
+}
+
+// metaUpdate runs the metadata update rules (immutable name, namespace, uid,
+// creationTimestamp...).
+func metaUpdate(m, old *metav1.ObjectMeta) field.ErrorList {
+	if m.ResourceVersion == "" {
+		// An unconditional update (no resourceVersion sent): kube-apiserver
+		// stamps the stored version on it before validating, so the
+		// "must be specified for an update" error never reaches clients.
+		cp := *m
+		cp.ResourceVersion = old.ResourceVersion
+		m = &cp
+	}
+	return apimachineryvalidation.ValidateObjectMetaUpdate(m, old, field.NewPath("metadata"))
 }
