@@ -91,7 +91,8 @@ func validateNode(n, old *corev1.Node) field.ErrorList {
 	}
 	seen := map[keyEffect]bool{}
 	for i, t := range n.Spec.Taints {
-		tp := sp.Child("taints").Index(i)
+		// kube-apiserver reports taints under metadata, not spec.
+		tp := field.NewPath("metadata", "taints").Index(i)
 		errs = append(errs, metav1validation.ValidateLabelName(t.Key, tp.Child("key"))...)
 		if msgs := validation.IsValidLabelValue(t.Value); len(msgs) > 0 {
 			errs = append(errs, field.Invalid(tp.Child("value"), t.Value, strings.Join(msgs, ";")))
@@ -108,6 +109,9 @@ func validateNode(n, old *corev1.Node) field.ErrorList {
 			errs = append(errs, d)
 		}
 		seen[k] = true
+	}
+	if old != nil && old.Spec.ProviderID != "" && old.Spec.ProviderID != n.Spec.ProviderID {
+		errs = append(errs, field.Forbidden(sp.Child("providerID"), "node updates may not change providerID except from \"\" to valid"))
 	}
 	if old != nil && len(old.Spec.PodCIDRs) > 0 && !reflect.DeepEqual(old.Spec.PodCIDRs, n.Spec.PodCIDRs) {
 		// The IPAM controller may assign a CIDR once; never change it.

@@ -124,7 +124,7 @@ func TestSmallKinds(t *testing.T) {
 		t.Errorf("node cidr change: %s", got)
 	}
 	tainted := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-2"}, Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "k", Effect: "Sometimes"}}}}
-	if got := errText("Node", tainted, nil); got != `Node "node-2" is invalid: spec.taints[0].effect: Unsupported value: "Sometimes": supported values: "NoSchedule", "PreferNoSchedule", "NoExecute"` {
+	if got := errText("Node", tainted, nil); got != `Node "node-2" is invalid: metadata.taints[0].effect: Unsupported value: "Sometimes": supported values: "NoSchedule", "PreferNoSchedule", "NoExecute"` {
 		t.Errorf("taint: %s", got)
 	}
 
