@@ -450,6 +450,17 @@ func validatePodSpecUpdate(s, old *corev1.PodSpec, path *field.Path) field.Error
 		errs = append(errs, field.Invalid(path.Child("activeDeadlineSeconds"), s.ActiveDeadlineSeconds, "must not update from a positive integer to nil value"))
 	}
 	errs = append(errs, validateOnlyAddedTolerations(s.Tolerations, old.Tolerations, path.Child("tolerations"))...)
+	// Scheduling gates may only be removed.
+	oldGates := sets.New[string]()
+	for _, g := range old.SchedulingGates {
+		oldGates.Insert(g.Name)
+	}
+	for i, g := range s.SchedulingGates {
+		if !oldGates.Has(g.Name) {
+			errs = append(errs, field.Forbidden(path.Child("schedulingGates").Index(i).Child("name"),
+				fmt.Sprintf("only deletion is allowed, but found new scheduling gate '%s'", g.Name)))
+		}
+	}
 
 	// Compare with the mutable fields taken from the old spec.
 	munged := s.DeepCopy()

@@ -177,6 +177,18 @@ func TestPodUpdate(t *testing.T) {
 		t.Errorf("toleration changed: %s", got)
 	}
 
+	gated := old.DeepCopy()
+	gated.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/wait"}}
+	if got := podErr(gated, old); got != `Pod "web-1" is invalid: spec.schedulingGates[0].name: Forbidden: only deletion is allowed, but found new scheduling gate 'example.com/wait'` {
+		t.Errorf("gate added: %s", got)
+	}
+	gated.ResourceVersion = "4"
+	ungated := gated.DeepCopy()
+	ungated.Spec.SchedulingGates = nil
+	if got := podErr(ungated, gated); got != "" {
+		t.Errorf("gate removal refused: %s", got)
+	}
+
 	withDeadline := old.DeepCopy()
 	withDeadline.Spec.ActiveDeadlineSeconds = ptr.To[int64](60)
 	longer := withDeadline.DeepCopy()
