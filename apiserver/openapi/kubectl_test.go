@@ -208,7 +208,7 @@ spec:
 // PATCH operations, the v2 protobuf for 1.27/1.28) and accept valid
 // manifests.
 func TestKubectlApplyValidation(t *testing.T) {
-	for _, minor := range []string{"27", "28", "32"} {
+	for _, minor := range []string{"27", "28", "29", "32", "33"} {
 		t.Run("1."+minor, func(t *testing.T) {
 			bin := kubectlBinary(t, minor)
 			api, kubeconfig := startFakeAPI(t)
@@ -223,6 +223,12 @@ func TestKubectlApplyValidation(t *testing.T) {
 			}
 			if minor >= "29" && !api.saw("GET /openapi/v3/api/v1?hash=") {
 				t.Errorf("kubectl 1.%s did not fetch the v3 document: %v", minor, api.requests)
+			}
+			// A request for v2 from 1.29+ would mean v3 did not satisfy the
+			// fieldValidation probe and kubectl fell back to client-side
+			// validation.
+			if minor >= "29" && api.saw("GET /openapi/v2") {
+				t.Errorf("kubectl 1.%s fell back to OpenAPI v2: %v", minor, api.requests)
 			}
 			// 1.27 and 1.28 also load the v2 protobuf (and fail the apply when
 			// it is missing or unparsable), then, like 1.29+, find

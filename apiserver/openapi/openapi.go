@@ -28,6 +28,7 @@ import (
 	"github.com/munnerz/goautoneg"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/kube-openapi/pkg/openapiconv"
+	"k8s.io/kube-openapi/pkg/spec3"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 
 	"github.com/kubelab/kubelab/apiserver/resources"
@@ -207,24 +208,32 @@ func Build(res []resources.Resource) (*Documents, error) {
 		SecurityDefinitions: security,
 		Security:            []map[string][]string{{"BearerToken": {}}},
 	}}
-	v2, err := json.Marshal(swagger)
-	if err != nil {
-		return nil, fmt.Errorf("openapi: marshal v2: %w", err)
+	// v2 and v3 share nothing mutable, so marshal them side by side.
+	var (
+		wg    sync.WaitGroup
+		v2    []byte
+		v2Err error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if v2, v2Err = json.Marshal(swagger); v2Err != nil {
+			v2Err = fmt.Errorf("openapi: marshal v2: %w", v2Err)
+		}
+	}()
+	v3docs, v3Err := b.v3Documents(info, security)
+	wg.Wait()
+	if v2Err != nil {
+		return nil, v2Err
+	}
+	if v3Err != nil {
+		return nil, v3Err
 	}
 	docs := &Documents{v2: newDocument(v2, v2ToProto), v3: map[string]*document{}}
-
-	keys := map[string]bool{}
-	for _, k := range b.pathGV {
-		keys[k] = true
-	}
 	index := struct {
 		Paths map[string]map[string]string `json:"paths"`
 	}{Paths: map[string]map[string]string{}}
-	for key := range keys {
-		doc, err := b.v3Document(key, info, security)
-		if err != nil {
-			return nil, err
-		}
+	for key, doc := range v3docs {
 		d := newDocument(doc, v3ToProto)
 		docs.v3[key] = d
 		index.Paths[key] = map[string]string{"serverRelativeURL": "/openapi/v3/" + key + "?hash=" + d.etag}
@@ -237,39 +246,74 @@ func Build(res []resources.Resource) (*Documents, error) {
 	return docs, nil
 }
 
-// v3Document converts the paths of one group/version, with the definitions
-// they reach, to OpenAPI v3.
-func (b *builder) v3Document(key string, info *spec.Info, security map[string]*spec.SecurityScheme) ([]byte, error) {
-	paths := map[string]spec.PathItem{}
-	for p, item := range b.paths {
-		if b.pathGV[p] == key {
-			paths[p] = item
+// v3Documents builds the OpenAPI v3 document of each group/version: its
+// paths and the definitions they reach. Each definition is converted and
+// marshalled once and shared by every document that includes it.
+func (b *builder) v3Documents(info *spec.Info, security map[string]*spec.SecurityScheme) (map[string][]byte, error) {
+	schemas := make(map[string][]byte, len(b.defs.defs))
+	for name, s := range b.defs.defs {
+		v3 := openapiconv.ConvertSchema(&s)
+		if special, ok := b.defs.v3[name]; ok {
+			// Types with a v3-only shape (oneOf) replace their v2 form.
+			v3 = &special
 		}
-	}
-	reach := closure(b.defs.defs, b.roots[key])
-	defs := spec.Definitions{}
-	names := make([]string, 0, len(reach))
-	for n := range reach {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		defs[n] = b.defs.defs[n]
-	}
-	v3 := openapiconv.ConvertV2ToV3(&spec.Swagger{SwaggerProps: spec.SwaggerProps{
-		Info: info, Paths: &spec.Paths{Paths: paths}, Definitions: defs, SecurityDefinitions: security,
-	}})
-	// Types with a v3-only shape (oneOf) replace their converted v2 form.
-	for n := range reach {
-		if s, ok := b.defs.v3[n]; ok {
-			s := s
-			v3.Components.Schemas[n] = &s
+		raw, err := json.Marshal(v3)
+		if err != nil {
+			return nil, fmt.Errorf("openapi: marshal v3 schema %s: %w", name, err)
 		}
+		schemas[name] = raw
 	}
-	v3.SecurityRequirement = []map[string][]string{{"BearerToken": {}}}
-	out, err := json.Marshal(v3)
+	infoJSON, err := json.Marshal(info)
 	if err != nil {
-		return nil, fmt.Errorf("openapi: marshal v3 %s: %w", key, err)
+		return nil, err
+	}
+	schemes := spec3.SecuritySchemes{}
+	for n, sc := range security {
+		schemes[n] = openapiconv.ConvertSecurityScheme(sc)
+	}
+	securityJSON, err := json.Marshal(schemes)
+	if err != nil {
+		return nil, err
+	}
+	byGV := map[string]map[string]spec.PathItem{}
+	for p, item := range b.paths {
+		key := b.pathGV[p]
+		if byGV[key] == nil {
+			byGV[key] = map[string]spec.PathItem{}
+		}
+		byGV[key][p] = item
+	}
+	out := map[string][]byte{}
+	for key, paths := range byGV {
+		pathsJSON, err := json.Marshal(openapiconv.ConvertPaths(&spec.Paths{Paths: paths}))
+		if err != nil {
+			return nil, fmt.Errorf("openapi: marshal v3 paths of %s: %w", key, err)
+		}
+		reach := closure(b.defs.defs, b.roots[key])
+		names := make([]string, 0, len(reach))
+		for n := range reach {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		var buf bytes.Buffer
+		buf.WriteString(`{"openapi":"3.0.0","info":`)
+		buf.Write(infoJSON)
+		buf.WriteString(`,"paths":`)
+		buf.Write(pathsJSON)
+		buf.WriteString(`,"components":{"schemas":{`)
+		for i, n := range names {
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			q, _ := json.Marshal(n)
+			buf.Write(q)
+			buf.WriteByte(':')
+			buf.Write(schemas[n])
+		}
+		buf.WriteString(`},"securitySchemes":`)
+		buf.Write(securityJSON)
+		buf.WriteString(`},"security":[{"BearerToken":[]}]}`)
+		out[key] = buf.Bytes()
 	}
 	return out, nil
 }
