@@ -41,7 +41,7 @@ type Options struct {
 	// negative disables.
 	MaxUnschedulableDuration time.Duration
 	// BindWorkers is how many binding (and status update) requests run at
-	// once. Default 16.
+	// once. Default 64: binding latency, not CPU, limits throughput.
 	BindWorkers int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -70,7 +70,7 @@ func (o *Options) defaults() {
 		o.MaxUnschedulableDuration = 0
 	}
 	if o.BindWorkers <= 0 {
-		o.BindWorkers = 16
+		o.BindWorkers = 64
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
