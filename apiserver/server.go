@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -243,6 +244,11 @@ func (s *Server) Run(ctx context.Context) error {
 		}(l)
 	}
 	s.readyOnce.Do(func() { close(s.ready) })
+	// Start-up (PKI, OpenAPI generation, scheme set-up) leaves garbage the
+	// runtime would hand back only slowly; return it once things settle so
+	// an idle server stays small.
+	idle := time.AfterFunc(3*time.Second, debug.FreeOSMemory)
+	defer idle.Stop()
 	slog.Info("API server ready", "url", s.kubeURL, "startup", time.Since(s.started))
 	var err error
 	select {

@@ -1,0 +1,225 @@
+package apiserver_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubelab/kubelab/apiserver"
+	"github.com/kubelab/kubelab/apiserver/apitest"
+	"github.com/kubelab/kubelab/store"
+)
+
+// TestMain doubles as a bare API server process for BenchmarkIdleRSS.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("KUBELAB_APISERVER_CHILD"); dir != "" {
+		srv, err := apiserver.New(apiserver.Config{DataDir: dir, Listen: []string{"127.0.0.1:0"}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		go func() { <-srv.Ready(); fmt.Println("READY", srv.URL()) }()
+		if err := srv.Run(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+const benchClients = 32
+
+// BenchmarkCreateHTTPS creates ConfigMaps through HTTPS with 32 concurrent
+// clients (one shared HTTP/2 connection pool, as client-go does) while a
+// reader GETs one object in a loop; it reports creates/s and the GET p99.
+func BenchmarkCreateHTTPS(b *testing.B) {
+	inst := apitest.Start(b)
+	ctx := context.Background()
+	cms := inst.Client.CoreV1().ConfigMaps("default")
+	if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "probe"}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var lat []time.Duration
+	var rwg sync.WaitGroup
+	rwg.Add(1)
+	go func() {
+		defer rwg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			t0 := time.Now()
+			if _, err := cms.Get(ctx, "probe", metav1.GetOptions{}); err != nil {
+				b.Error(err)
+				return
+			}
+			lat = append(lat, time.Since(t0))
+		}
+	}()
+	var n atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < benchClients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for {
+				i := n.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i)}, Data: map[string]string{"k": "v"}}
+				if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	close(stop)
+	rwg.Wait()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "creates/s")
+	if len(lat) > 0 {
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "get-p99-ms")
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "get-p50-ms")
+	}
+}
+
+// BenchmarkStoreCreate is the store's own create throughput with 32
+// concurrent writers and the same values the API server stores, for
+// comparison with BenchmarkCreateHTTPS.
+func BenchmarkStoreCreate(b *testing.B) {
+	db, err := store.Open(filepath.Join(b.TempDir(), "store.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	val := make([]byte, 200)
+	var n atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := 0; c < benchClients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := n.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if _, err := db.Create(context.Background(), fmt.Sprintf("/core/configmaps/default/cm-%d", i), strconv.FormatInt(i, 10), val); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "creates/s")
+}
+
+// BenchmarkStartToReady measures New+Run until /readyz answers 200, on a
+// fresh data directory (PKI generated) and on a restart (PKI reused).
+func BenchmarkStartToReady(b *testing.B) {
+	for _, restart := range []bool{false, true} {
+		name := "fresh"
+		if restart {
+			name = "restart"
+		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				if !restart {
+					dir = b.TempDir()
+				}
+				t0 := time.Now()
+				srv, err := apiserver.New(apiserver.Config{DataDir: dir, Listen: []string{"127.0.0.1:0"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- srv.Run(ctx) }()
+				<-srv.Ready()
+				c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+				for {
+					resp, err := c.Get(srv.URL() + "/readyz")
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode == 200 {
+							break
+						}
+					}
+					time.Sleep(time.Millisecond)
+				}
+				total += time.Since(t0)
+				cancel()
+				<-done
+			}
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-to-readyz")
+		})
+	}
+}
+
+// BenchmarkIdleRSS starts a bare API server process (this test binary in
+// server mode), waits until it is ready and idle, and reports its RSS.
+func BenchmarkIdleRSS(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "KUBELAB_APISERVER_CHILD="+b.TempDir())
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		for sc.Scan() && !strings.HasPrefix(sc.Text(), "READY") {
+		}
+		time.Sleep(5 * time.Second)
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, l := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				f := strings.Fields(l)
+				kb, _ := strconv.Atoi(f[1])
+				b.ReportMetric(float64(kb)/1024, "idle-RSS-MB")
+			}
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+}
