@@ -187,7 +187,7 @@ func restConfig(server string, cr credentials) *rest.Config {
 		Host:            server,
 		TLSClientConfig: rest.TLSClientConfig{CertFile: cr.CertFile, KeyFile: cr.KeyFile, CAFile: cr.CAFile},
 		UserAgent:       "kubelab-agent",
-		QPS:             50,
-		Burst:           100,
+		QPS:             200, // 100 pods starting at once each post a few statuses
+		Burst:           400,
 	}
 }

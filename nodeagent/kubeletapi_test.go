@@ -112,7 +112,7 @@ func TestKubeletAPILogsAndAuth(t *testing.T) {
 	r := newRig(t)
 	cfg, pki := startKubeletAPI(t, r)
 	r.add(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "talk"}, Spec: corev1.PodSpec{Containers: []corev1.Container{
-		{Name: "c", Image: "busybox", Command: []string{"sh", "-c", "echo one; echo two; echo three >&2; exec sleep 60"}}}}})
+		{Name: "c", Image: "busybox", Command: []string{"sh", "-c", "echo one; echo two; sleep 0.3; echo three >&2; exec sleep 60"}}}}})
 	r.waitFor("talk", 10*time.Second, running)
 	deadline := time.Now().Add(5 * time.Second)
 	var body string

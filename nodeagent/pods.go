@@ -248,6 +248,12 @@ func (w *podWorker) sync(ctx context.Context) bool {
 }
 
 func (w *podWorker) createSandbox(pod *corev1.Pod) error {
+	if pod.Spec.HostNetwork {
+		w.mu.Lock()
+		w.sb = &sandbox.Sandbox{UID: string(pod.UID), IP: w.m.cfg.NodeIP}
+		w.mu.Unlock()
+		return nil
+	}
 	ip, err := w.m.ipam.Allocate(string(pod.UID))
 	if err != nil {
 		return fmt.Errorf("allocate IP: %w", err)
@@ -282,7 +288,7 @@ func (w *podWorker) teardown(grace time.Duration, release bool) {
 		go func() { defer wg.Done(); c.stop(grace) }()
 	}
 	wg.Wait()
-	if sb != nil {
+	if sb != nil && !sb.HostNetwork() {
 		sandbox.KillProcessesIn(sb.Path()) // exec sessions, escaped children
 	}
 	if err := w.m.sb.Delete(string(w.uid)); err != nil {

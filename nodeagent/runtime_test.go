@@ -337,3 +337,28 @@ func (r *rig) waitGone(name string, d time.Duration) {
 	}
 	r.t.Fatalf("pod %s not deleted by the agent within %s", name, d)
 }
+
+func TestHostNetworkPod(t *testing.T) {
+	r := newRig(t)
+	r.cfg.NodeIP = net.ParseIP("127.0.0.1")
+	p := r.add(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hostnet"}, Spec: corev1.PodSpec{HostNetwork: true,
+		Containers: []corev1.Container{{Name: "c", Image: "busybox", Command: []string{"sh", "-c", "readlink /proc/self/ns/net; exec sleep 60"}}}}})
+	got := r.waitFor("hostnet", 10*time.Second, running)
+	if got.Status.PodIP != "127.0.0.1" {
+		t.Fatalf("podIP %s, want the node IP", got.Status.PodIP)
+	}
+	self, _ := os.Readlink("/proc/self/ns/net")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(r.logOf(p, "c", 0), self) {
+		if time.Now().After(deadline) {
+			t.Fatalf("host-network container not in the node namespace %s: %q", self, r.logOf(p, "c", 0))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	entries, _ := os.ReadDir(sandbox.NetnsDir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), r.cfg.NetnsPrefix) {
+			t.Errorf("host-network pod got a namespace %s", e.Name())
+		}
+	}
+}

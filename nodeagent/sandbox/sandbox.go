@@ -57,8 +57,17 @@ type Sandbox struct {
 	IP       net.IP
 }
 
-// Path is the namespace's bind-mount path.
-func (s Sandbox) Path() string { return filepath.Join(NetnsDir, s.Netns) }
+// Path is the namespace's bind-mount path; a host-network pod (Netns empty)
+// runs in the agent's own namespace.
+func (s Sandbox) Path() string {
+	if s.Netns == "" {
+		return "/proc/self/ns/net"
+	}
+	return filepath.Join(NetnsDir, s.Netns)
+}
+
+// HostNetwork reports whether the pod shares the node's namespace.
+func (s Sandbox) HostNetwork() bool { return s.Netns == "" }
 
 func hash(uid string) string {
 	sum := sha256.Sum256([]byte(uid))
