@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -189,20 +190,18 @@ func TestWatchConcurrentWriters(t *testing.T) {
 	results := make(chan result, 64)
 	var wwg sync.WaitGroup
 	stopAll := make(chan struct{})
+	var finalRev atomic.Int64
 	for i := range 16 {
 		time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
-		from := int64(0)
+		// Even watchers start at the newest durable revision (the hand-off
+		// edge), odd ones up to 100 revisions back (replay, then live).
+		from := max(d.CurrentRevision(), 1)
 		if i%2 == 1 {
-			from = max(d.CurrentRevision()-int64(rand.IntN(100)), 0)
+			from = max(d.CurrentRevision()-int64(rand.IntN(100)), 1)
 		}
 		w, err := d.Watch(ctx, WatchOptions{Revision: from})
 		if err != nil {
 			t.Fatal(err)
-		}
-		if from == 0 {
-			// "From now" is whatever the hub had published at registration;
-			// the first event tells us, and we check contiguity from there.
-			from = -1
 		}
 		wwg.Add(1)
 		go func() {
@@ -218,10 +217,30 @@ func TestWatchConcurrentWriters(t *testing.T) {
 					}
 					r.revs = append(r.revs, ev.Revision)
 				case <-stopAll:
-					w.Stop()
-					for ev := range w.Events() {
-						r.revs = append(r.revs, ev.Revision)
+					// Writers are done: read up to the final revision.
+					timeout := time.After(20 * time.Second)
+					last := func() int64 {
+						if len(r.revs) == 0 {
+							return r.from
+						}
+						return r.revs[len(r.revs)-1]
 					}
+					for last() < finalRev.Load() {
+						select {
+						case ev, ok := <-w.Events():
+							if !ok {
+								r.err = fmt.Errorf("ended: %v", w.Err())
+								results <- r
+								return
+							}
+							r.revs = append(r.revs, ev.Revision)
+						case <-timeout:
+							r.err = fmt.Errorf("watcher from %d stuck at %d", r.from, last())
+							results <- r
+							return
+						}
+					}
+					w.Stop()
 					results <- r
 					return
 				}
@@ -230,8 +249,7 @@ func TestWatchConcurrentWriters(t *testing.T) {
 	}
 	wg.Wait()
 	final := d.CurrentRevision()
-	// Let watchers catch up to the final revision, then stop them.
-	time.Sleep(200 * time.Millisecond)
+	finalRev.Store(final)
 	close(stopAll)
 	wwg.Wait()
 	close(results)
@@ -239,20 +257,14 @@ func TestWatchConcurrentWriters(t *testing.T) {
 		if r.err != nil {
 			t.Fatal(r.err)
 		}
-		if len(r.revs) == 0 {
-			continue
-		}
 		want := r.from + 1
-		if r.from < 0 {
-			want = r.revs[0]
-		}
 		for _, got := range r.revs {
 			if got != want {
 				t.Fatalf("watcher from %d: got revision %d, want %d (%d events)", r.from, got, want, len(r.revs))
 			}
 			want++
 		}
-		if want-1 != final {
+		if max(want-1, r.from) != final {
 			t.Fatalf("watcher from %d ended at %d, store at %d", r.from, want-1, final)
 		}
 	}
