@@ -1,0 +1,184 @@
+package apiserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubelab/kubelab/apiserver/apitest"
+)
+
+func TestDiscoveryShapes(t *testing.T) {
+	inst := apitest.Start(t)
+	c := httpClient(t, inst, true)
+	for _, v := range []string{"v2", "v2beta1"} {
+		accept := "application/json;g=apidiscovery.k8s.io;v=" + v + ";as=APIGroupDiscoveryList,application/json"
+		resp, body := doReq(t, c, "GET", inst.Server.URL()+"/apis", "", nil, "Accept", accept)
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json;g=apidiscovery.k8s.io;v="+v+";as=APIGroupDiscoveryList" {
+			t.Fatalf("aggregated %s content type %q", v, ct)
+		}
+		if !strings.Contains(string(body), `"resource":"deployments"`) || !strings.Contains(string(body), `"shortNames":["deploy"]`) || !strings.Contains(string(body), `"subresource":"scale"`) {
+			t.Fatalf("aggregated /apis: %.1500s", body)
+		}
+	}
+	resp, body := doReq(t, c, "GET", inst.Server.URL()+"/api", "", nil, "Accept", "application/json")
+	if resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), `"versions":["v1"]`) {
+		t.Fatalf("legacy /api: %s", body)
+	}
+	resp, body = doReq(t, c, "GET", inst.Server.URL()+"/api/v1", "", nil)
+	var rl metav1.APIResourceList
+	if err := json.Unmarshal(body, &rl); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]metav1.APIResource{}
+	for _, r := range rl.APIResources {
+		byName[r.Name] = r
+	}
+	if p := byName["pods"]; p.Kind != "Pod" || !p.Namespaced || fmt.Sprint(p.ShortNames) != "[po]" || fmt.Sprint(p.Categories) != "[all]" || len(p.Verbs) != 8 {
+		t.Errorf("pods: %+v", p)
+	}
+	if n := byName["nodes"]; n.Namespaced {
+		t.Errorf("nodes namespaced")
+	}
+	if _, ok := byName["pods/log"]; !ok {
+		t.Errorf("no pods/log")
+	}
+	resp, body = doReq(t, c, "GET", inst.Server.URL()+"/apis/apps/v1", "", nil)
+	if !strings.Contains(string(body), `"name":"deployments/scale"`) || !strings.Contains(string(body), `"group":"autoscaling"`) {
+		t.Errorf("apps/v1: %s", body)
+	}
+	resp, body = doReq(t, c, "GET", inst.Server.URL()+"/apis/apps", "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"preferredVersion":{"groupVersion":"apps/v1"`) {
+		t.Errorf("/apis/apps: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestListPagingGenerateNameDryRun(t *testing.T) {
+	inst := apitest.Start(t)
+	ctx := context.Background()
+	cms := inst.Client.CoreV1().ConfigMaps("default")
+	for i := 0; i < 5; i++ {
+		cm, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{GenerateName: "gen-"}}, metav1.CreateOptions{})
+		if err != nil || !strings.HasPrefix(cm.Name, "gen-") || len(cm.Name) != len("gen-")+5 {
+			t.Fatalf("generateName: %v %v", err, cm)
+		}
+	}
+	var names []string
+	opts := metav1.ListOptions{Limit: 2}
+	pages := 0
+	for {
+		l, err := cms.List(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, it := range l.Items {
+			names = append(names, it.Name)
+		}
+		if l.Continue == "" {
+			break
+		}
+		opts.Continue = l.Continue
+	}
+	if len(names) != 5 || pages != 3 {
+		t.Fatalf("paging: %d items in %d pages", len(names), pages)
+	}
+	if _, err := cms.List(ctx, metav1.ListOptions{Continue: "garbage"}); !apierrors.IsBadRequest(err) {
+		t.Fatalf("bad continue: %v", err)
+	}
+	cm, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "dry"}}, metav1.CreateOptions{DryRun: []string{"All"}})
+	if err != nil || cm.Name != "dry" {
+		t.Fatalf("dry run create: %v", err)
+	}
+	if _, err := cms.Get(ctx, "dry", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("dry run persisted: %v", err)
+	}
+	// Dry-run Service creation does not keep its IP.
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.3.3", Ports: []corev1.ServicePort{{Port: 80}}}}
+	if _, err := inst.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{DryRun: []string{"All"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inst.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("IP held by a dry run: %v", err)
+	}
+}
+
+func TestEventFieldSelectors(t *testing.T) {
+	inst := apitest.Start(t)
+	ctx := context.Background()
+	evs := inst.Client.CoreV1().Events("default")
+	for i, uid := range []string{"u1", "u2"} {
+		_, err := evs.Create(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprint("e", i)},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web-1", UID: "u"}, Reason: "R", Type: "Normal"}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = uid
+	}
+	l, err := evs.List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=web-1,involvedObject.namespace=default,involvedObject.uid=u,type=Normal"})
+	if err != nil || len(l.Items) != 2 {
+		t.Fatalf("events by involvedObject: %v %d", err, len(l.Items))
+	}
+	l, err = evs.List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=other"})
+	if err != nil || len(l.Items) != 0 {
+		t.Fatalf("events other: %v %d", err, len(l.Items))
+	}
+	pods := inst.Client.CoreV1().Pods("")
+	p := newPod("done", "node-1")
+	p.Status.Phase = corev1.PodSucceeded
+	if _, err := inst.Client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inst.Client.CoreV1().Pods("default").Create(ctx, newPod("run", "node-1"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := pods.List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=node-1,status.phase!=Succeeded,status.phase!=Failed"})
+	if err != nil || len(pl.Items) != 1 || pl.Items[0].Name != "run" {
+		t.Fatalf("describe-node selector: %v %+v", err, pl)
+	}
+	// A terminal pod is deleted at once even when bound.
+	if err := inst.Client.CoreV1().Pods("default").Delete(ctx, "done", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inst.Client.CoreV1().Pods("default").Get(ctx, "done", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("terminal pod: %v", err)
+	}
+}
+
+func TestFeatureGateAndWarnings(t *testing.T) {
+	inst := apitest.Start(t, apitest.WithFeatureGates(map[string]bool{"ServiceInternalTrafficPolicy": false}))
+	ctx := context.Background()
+	local := corev1.ServiceInternalTrafficPolicyLocal
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: corev1.ServiceSpec{InternalTrafficPolicy: &local, Ports: []corev1.ServicePort{{Port: 80}}}}
+	got, err := inst.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.InternalTrafficPolicy != nil {
+		t.Fatalf("gate off kept internalTrafficPolicy %v", *got.Spec.InternalTrafficPolicy)
+	}
+
+	on := apitest.Start(t)
+	f := writeFile(t, t.TempDir(), "s.yaml", `apiVersion: v1
+kind: Service
+metadata: {name: both}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  internalTrafficPolicy: Local
+  selector: {app: x}
+  ports: [{port: 80}]
+`)
+	out, errOut, err := on.Kubectl(t, "apply", "-f", f)
+	if err != nil || !strings.Contains(out, "service/both created") || !strings.Contains(errOut, "Warning:") || !strings.Contains(errOut, "internalTrafficPolicy") {
+		t.Fatalf("warning: %v\n%s\n%s", err, out, errOut)
+	}
+	_ = ptr.To(1)
+}
