@@ -25,6 +25,7 @@ const nobody = 65534
 type containerRun struct {
 	w    *podWorker
 	spec corev1.Container
+	init bool // init container: runs to completion, restarted only on failure
 
 	mu       sync.Mutex
 	state    corev1.ContainerState
@@ -127,6 +128,9 @@ func (r *containerRun) run(ctx context.Context) {
 			slog.Warn("container start", "pod", r.w.key, "container", r.spec.Name, "err", err)
 		}
 		policy := r.w.podSpec().RestartPolicy
+		if r.init && policy != corev1.RestartPolicyNever {
+			policy = corev1.RestartPolicyOnFailure
+		}
 		if !shouldRestart(policy, code) {
 			r.mu.Lock()
 			r.finished = true

@@ -112,6 +112,7 @@ type podWorker struct {
 	sb             *sandbox.Sandbox
 	ctrs           map[string]*containerRun
 	order          []string
+	inits          []*containerRun // started init containers, in order
 	startTime      *metav1.Time
 	reported       corev1.PodStatus
 	reportedValid  bool
@@ -224,6 +225,14 @@ func (w *podWorker) sync(ctx context.Context) bool {
 		w.startTime = &t
 	}
 	var start []*containerRun
+	if next, waiting := w.nextInit(pod); waiting {
+		w.mu.Unlock()
+		if next != nil {
+			go next.run(ctx)
+		}
+		w.report(ctx, pod)
+		return false
+	}
 	for _, c := range pod.Spec.Containers {
 		if _, ok := w.ctrs[c.Name]; ok {
 			continue
@@ -272,6 +281,35 @@ func (w *podWorker) createSandbox(pod *corev1.Pod) error {
 	return nil
 }
 
+// nextInit steps through the init containers (w.mu held): it returns the
+// next one to start, and whether main containers must still wait.
+func (w *podWorker) nextInit(pod *corev1.Pod) (*containerRun, bool) {
+	for i, c := range pod.Spec.InitContainers {
+		if i < len(w.inits) {
+			r := w.inits[i]
+			r.mu.Lock()
+			fin, st := r.finished, r.state
+			r.mu.Unlock()
+			if fin && st.Terminated != nil && st.Terminated.ExitCode == 0 {
+				continue // done; on to the next
+			}
+			return nil, true // running, backing off, or failed for good
+		}
+		restarts := int32(0)
+		for _, cs := range pod.Status.InitContainerStatuses {
+			if cs.Name == c.Name {
+				restarts = cs.RestartCount
+			}
+		}
+		r := newContainerRun(w, c, restarts)
+		r.init = true
+		w.inits = append(w.inits, r)
+		w.ctrs[c.Name] = r
+		return r, true
+	}
+	return nil, false
+}
+
 // teardown stops every container (SIGTERM, grace, SIGKILL) and removes the
 // sandbox; release also frees the IP and the logs (the pod is going away).
 func (w *podWorker) teardown(grace time.Duration, release bool) {
@@ -309,6 +347,12 @@ func (w *podWorker) teardown(grace time.Duration, release bool) {
 func (w *podWorker) report(ctx context.Context, pod *corev1.Pod) {
 	w.mu.Lock()
 	var views []containerView
+	for _, r := range w.inits {
+		r.mu.Lock()
+		fin := r.finished
+		r.mu.Unlock()
+		views = append(views, containerView{status: r.snapshot(), finished: fin, init: true})
+	}
 	for _, name := range w.order {
 		r := w.ctrs[name]
 		r.mu.Lock()

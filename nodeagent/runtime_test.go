@@ -362,3 +362,38 @@ func TestHostNetworkPod(t *testing.T) {
 		}
 	}
 }
+
+func TestInitContainers(t *testing.T) {
+	r := newRig(t)
+	p := r.add(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "withinit"}, Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{
+			{Name: "first", Image: "busybox", Command: []string{"sh", "-c", "echo first; sleep 0.2"}},
+			{Name: "second", Image: "busybox", Command: []string{"sh", "-c", "echo second"}}},
+		Containers: []corev1.Container{{Name: "main", Image: "busybox", Command: []string{"sleep", "60"}}}}})
+	// While the first init container runs the pod is Pending and not Initialized.
+	r.waitFor("withinit", 5*time.Second, func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodPending && len(p.Status.InitContainerStatuses) == 2 &&
+			p.Status.InitContainerStatuses[0].State.Running != nil && p.Status.ContainerStatuses[0].State.Waiting.Reason == "PodInitializing"
+	})
+	got := r.waitFor("withinit", 10*time.Second, running)
+	for _, cs := range got.Status.InitContainerStatuses {
+		if cs.State.Terminated == nil || cs.State.Terminated.Reason != "Completed" {
+			t.Errorf("init %s: %+v", cs.Name, cs.State)
+		}
+	}
+	for _, c := range got.Status.Conditions {
+		if c.Type == corev1.PodInitialized && c.Status != corev1.ConditionTrue {
+			t.Errorf("Initialized %s", c.Status)
+		}
+	}
+	if !strings.Contains(r.logOf(p, "second", 0), "second") {
+		t.Errorf("init log %q", r.logOf(p, "second", 0))
+	}
+	r.add(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "badinit"}, Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+		InitContainers: []corev1.Container{{Name: "fail", Image: "busybox", Command: []string{"false"}}},
+		Containers:     []corev1.Container{{Name: "main", Image: "busybox", Command: []string{"sleep", "60"}}}}})
+	bad := r.waitFor("badinit", 10*time.Second, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
+	if bad.Status.ContainerStatuses[0].State.Waiting == nil {
+		t.Errorf("main container of a failed init ran: %+v", bad.Status.ContainerStatuses[0].State)
+	}
+}

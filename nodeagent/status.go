@@ -9,6 +9,28 @@ import (
 type containerView struct {
 	status   corev1.ContainerStatus
 	finished bool // exited for good
+	init     bool // an init container
+}
+
+func exitedOK(v containerView) bool {
+	t := v.status.State.Terminated
+	return v.finished && t != nil && t.ExitCode == 0
+}
+
+// initProgress says how far the init containers got: all done, or one
+// failed for good (restartPolicy Never).
+func initProgress(pod *corev1.Pod, inits map[string]containerView) (done, failed bool) {
+	done = true
+	for _, c := range pod.Spec.InitContainers {
+		v, ok := inits[c.Name]
+		if !ok || !exitedOK(v) {
+			done = false
+		}
+		if ok && v.finished && !exitedOK(v) {
+			failed = true
+		}
+	}
+	return done, failed
 }
 
 // podStatus computes the status to report; pure. prev supplies the
@@ -23,8 +45,27 @@ func podStatus(pod *corev1.Pod, prev corev1.PodStatus, podIP, hostIP string, sta
 		st.PodIPs = []corev1.PodIP{{IP: podIP}}
 	}
 	byName := map[string]containerView{}
+	inits := map[string]containerView{}
 	for _, c := range ctrs {
-		byName[c.status.Name] = c
+		if c.init {
+			inits[c.status.Name] = c
+		} else {
+			byName[c.status.Name] = c
+		}
+	}
+	initDone, initFailed := initProgress(pod, inits)
+	for _, c := range pod.Spec.InitContainers {
+		v, ok := inits[c.Name]
+		if !ok {
+			f := false
+			v = containerView{status: corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: "", Started: &f,
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}}}
+		}
+		st.InitContainerStatuses = append(st.InitContainerStatuses, v.status)
+	}
+	waitReason := "ContainerCreating"
+	if !initDone {
+		waitReason = "PodInitializing"
 	}
 	allReady, allStarted, allFinished, anyFailed, anyRunning := true, true, true, false, false
 	for _, c := range pod.Spec.Containers {
@@ -32,7 +73,7 @@ func podStatus(pod *corev1.Pod, prev corev1.PodStatus, podIP, hostIP string, sta
 		if !ok {
 			f := false
 			v = containerView{status: corev1.ContainerStatus{Name: c.Name, Image: c.Image, Started: &f,
-				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: waitReason}}}}
 		}
 		st.ContainerStatuses = append(st.ContainerStatuses, v.status)
 		s := v.status
@@ -52,6 +93,10 @@ func podStatus(pod *corev1.Pod, prev corev1.PodStatus, podIP, hostIP string, sta
 		}
 	}
 	switch {
+	case initFailed:
+		st.Phase = corev1.PodFailed
+	case !initDone:
+		st.Phase = corev1.PodPending
 	case len(pod.Spec.Containers) > 0 && allFinished && anyFailed:
 		st.Phase = corev1.PodFailed
 	case len(pod.Spec.Containers) > 0 && allFinished:
@@ -76,7 +121,7 @@ func podStatus(pod *corev1.Pod, prev corev1.PodStatus, podIP, hostIP string, sta
 	}
 	conds := []corev1.PodCondition{
 		{Type: corev1.PodReadyToStartContainers, Status: sandboxReady},
-		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue},
+		{Type: corev1.PodInitialized, Status: initialized(initDone)},
 		{Type: corev1.PodReady, Status: ready, Reason: reason},
 		{Type: corev1.ContainersReady, Status: ready, Reason: reason},
 		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
@@ -91,4 +136,11 @@ func podStatus(pod *corev1.Pod, prev corev1.PodStatus, podIP, hostIP string, sta
 	}
 	st.Conditions = conds
 	return st
+}
+
+func initialized(done bool) corev1.ConditionStatus {
+	if done {
+		return corev1.ConditionTrue
+	}
+	return corev1.ConditionFalse
 }
