@@ -140,6 +140,7 @@ func (d *document) protobuf() ([]byte, error) {
 
 // Documents holds the generated OpenAPI documents.
 type Documents struct {
+	defs  map[string]spec.Schema
 	v2    *document
 	v3    map[string]*document // by "api/v1", "apis/apps/v1"
 	index *document
@@ -147,6 +148,18 @@ type Documents struct {
 
 // V2JSON returns the OpenAPI v2 document.
 func (d *Documents) V2JSON() []byte { return d.v2.json }
+
+// Definitions returns the OpenAPI v2 definitions by name, in the form
+// k8s.io/apimachinery/pkg/util/managedfields.NewTypeConverter takes (for
+// server-side apply with field ownership). The schemas must not be modified.
+func (d *Documents) Definitions() map[string]*spec.Schema {
+	out := make(map[string]*spec.Schema, len(d.defs))
+	for n := range d.defs {
+		s := d.defs[n]
+		out[n] = &s
+	}
+	return out
+}
 
 // V3JSON returns the OpenAPI v3 document of a group/version key such as
 // "api/v1" or "apis/apps/v1".
@@ -229,7 +242,7 @@ func Build(res []resources.Resource) (*Documents, error) {
 	if v3Err != nil {
 		return nil, v3Err
 	}
-	docs := &Documents{v2: newDocument(v2, v2ToProto), v3: map[string]*document{}}
+	docs := &Documents{defs: b.defs.defs, v2: newDocument(v2, v2ToProto), v3: map[string]*document{}}
 	index := struct {
 		Paths map[string]map[string]string `json:"paths"`
 	}{Paths: map[string]map[string]string{}}

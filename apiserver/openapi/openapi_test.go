@@ -17,7 +17,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/openapi3"
@@ -581,6 +583,39 @@ func TestClientSideValidationV2(t *testing.T) {
 				t.Errorf("%s: error %q, want it to mention %q", tt.name, e, tt.wantErrs[i])
 			}
 		}
+	}
+}
+
+// TestTypeConverterForServerSideApply feeds the definitions to the
+// structured-merge machinery kube-apiserver uses for server-side apply.
+func TestTypeConverterForServerSideApply(t *testing.T) {
+	docs, err := Build(resources.All)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := managedfields.NewTypeConverter(docs.Definitions(), false)
+	if err != nil {
+		t.Fatalf("NewTypeConverter: %v", err)
+	}
+	objs := map[string]string{
+		// The same port number over TCP and UDP is two entries of the map list.
+		"service":    `{"apiVersion":"v1","kind":"Service","metadata":{"name":"dns","ownerReferences":[{"apiVersion":"v1","kind":"X","name":"x","uid":"1"}],"finalizers":["a","b"]},"spec":{"ports":[{"port":53,"protocol":"TCP"},{"port":53,"protocol":"UDP"}],"selector":{"a":"b"}}}`,
+		"deployment": `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"selector":{"matchLabels":{"app":"web"}},"template":{"spec":{"containers":[{"name":"web","image":"nginx","ports":[{"containerPort":53,"protocol":"TCP"},{"containerPort":53,"protocol":"UDP"}],"env":[{"name":"A"}]}]}}}}`,
+		"node":       `{"apiVersion":"v1","kind":"Node","metadata":{"name":"n"},"status":{"addresses":[{"type":"InternalIP","address":"10.200.0.1"},{"type":"Hostname","address":"n"}],"conditions":[{"type":"Ready","status":"True"}]}}`,
+	}
+	for name, js := range objs {
+		var u unstructured.Unstructured
+		if err := json.Unmarshal([]byte(js), &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tc.ObjectToTyped(&u); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	var dup unstructured.Unstructured
+	_ = json.Unmarshal([]byte(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":[{"port":80,"protocol":"TCP"},{"port":80,"protocol":"TCP"}]}}`), &dup.Object)
+	if _, err := tc.ObjectToTyped(&dup); err == nil {
+		t.Error("duplicate Service port keys accepted")
 	}
 }
 

@@ -100,14 +100,20 @@ func (b *builder) define(gv groupVersion, obj any, gvk *schema.GroupVersionKind)
 	return &spec.Schema{SchemaProps: spec.SchemaProps{Ref: spec.MustCreateRef(v2RefPrefix + name)}}, nil
 }
 
-// finish stamps the collected GVK extensions onto the definitions.
+// finish stamps the collected GVK extensions onto the definitions, as the
+// JSON-shaped values ([]any of map[string]any) that readers of in-memory
+// schemas (managedfields, kubectl's patcher) type-assert.
 func (b *builder) finish() {
 	for name, list := range b.gvks {
 		s := b.defs.defs[name]
 		sort.Slice(list, func(i, j int) bool {
 			return list[i]["group"]+"/"+list[i]["version"]+"/"+list[i]["kind"] < list[j]["group"]+"/"+list[j]["version"]+"/"+list[j]["kind"]
 		})
-		s.AddExtension(extGVK, list)
+		ext := make([]any, 0, len(list))
+		for _, g := range list {
+			ext = append(ext, map[string]any{"group": g["group"], "version": g["version"], "kind": g["kind"]})
+		}
+		s.AddExtension(extGVK, ext)
 		b.defs.defs[name] = s
 	}
 }
@@ -173,7 +179,7 @@ func operation(gv groupVersion, action, id, desc string, gvk schema.GroupVersion
 		Consumes: consumes, Produces: produces, Parameters: params, Responses: resp,
 	}}
 	op.AddExtension(extAction, action)
-	op.AddExtension(extGVK, gvkExt(gvk))
+	op.AddExtension(extGVK, map[string]any{"group": gvk.Group, "version": gvk.Version, "kind": gvk.Kind})
 	return op
 }
 

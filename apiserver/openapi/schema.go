@@ -204,7 +204,11 @@ func (d *definitions) addFields(t reflect.Type, doc map[string]string, s *spec.S
 		if lt, keys := listSemantics(t, name, f, mergeKey); lt != "" {
 			ps.AddExtension(extListType, lt)
 			if len(keys) > 0 {
-				ps.AddExtension(extListMapKeys, keys)
+				anyKeys := make([]any, len(keys))
+				for i, k := range keys {
+					anyKeys[i] = k
+				}
+				ps.AddExtension(extListMapKeys, anyKeys)
 			}
 		}
 		s.Properties[name] = ps
