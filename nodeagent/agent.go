@@ -19,7 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/kubelab/kubelab/nodeagent/sandbox"
 )
@@ -104,6 +107,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	pm := newPodManager(ctx, &cfg, client, sbm, ipam)
+	eb := record.NewBroadcaster(record.WithContext(ctx))
+	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	defer eb.Shutdown()
+	pm.events = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName})
 	podCount = func() int { pm.mu.Lock(); defer pm.mu.Unlock(); return len(pm.workers) }
 	podsInformer := podInf.Core().V1().Pods().Informer()
 	if _, err := podsInformer.AddEventHandler(pm.handlers()); err != nil {

@@ -150,6 +150,7 @@ func (r *containerRun) run(ctx context.Context) {
 		}
 		r.mu.Unlock()
 		r.w.kick()
+		r.w.event(corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s", r.spec.Name, r.w.name)
 		select {
 		case <-ctx.Done():
 			return
@@ -162,6 +163,12 @@ func (r *containerRun) run(ctx context.Context) {
 		r.instance = r.restarts
 		r.mu.Unlock()
 	}
+}
+
+func (r *containerRun) isRunning() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.proc != nil
 }
 
 func (r *containerRun) isStopping() bool {
@@ -229,6 +236,9 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 		r.setStartError("RunContainerError", err)
 		return 128, err
 	}
+	r.w.event(corev1.EventTypeNormal, "Pulled", "Container image %q already present on machine", r.spec.Image)
+	r.w.event(corev1.EventTypeNormal, "Created", "Created container: %s", r.spec.Name)
+	r.w.event(corev1.EventTypeNormal, "Started", "Started container %s", r.spec.Name)
 	var pumps sync.WaitGroup
 	pumps.Add(2)
 	go lw.pump("stdout", outR, pumps.Done)
@@ -301,6 +311,7 @@ func exitCode(ps *os.ProcessState, err error) int {
 }
 
 func (r *containerRun) setStartError(reason string, err error) {
+	r.w.event(corev1.EventTypeWarning, "Failed", "Error: %v", err)
 	r.mu.Lock()
 	r.state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: err.Error()}}
 	r.mu.Unlock()

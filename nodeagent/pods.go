@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubelab/kubelab/nodeagent/sandbox"
@@ -31,6 +32,17 @@ type podManager struct {
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
 	wg      sync.WaitGroup
+	events  record.EventRecorder // nil: no events
+}
+
+// event records a kubelet-style event on the pod (kubectl describe shows them).
+func (w *podWorker) event(kind, reason, format string, a ...any) {
+	if w.m.events == nil {
+		return
+	}
+	if p := w.podSnapshot(); p != nil {
+		w.m.events.Eventf(p, kind, reason, format, a...)
+	}
 }
 
 func newPodManager(ctx context.Context, cfg *Config, client kubernetes.Interface, sb *sandbox.Manager, ipam *sandbox.IPAM) *podManager {
@@ -270,6 +282,7 @@ func (w *podWorker) createSandbox(pod *corev1.Pod) error {
 	t0 := time.Now()
 	sb, err := w.m.sb.Create(string(pod.UID), ip)
 	if err != nil {
+		w.event(corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 		return err
 	}
 	sandboxSeconds.Observe(time.Since(t0).Seconds())
@@ -322,6 +335,9 @@ func (w *podWorker) teardown(grace time.Duration, release bool) {
 	w.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range ctrs {
+		if release && c.isRunning() {
+			w.event(corev1.EventTypeNormal, "Killing", "Stopping container %s", c.spec.Name)
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); c.stop(grace) }()
 	}

@@ -185,6 +185,13 @@ func (r *containerRun) probeLoop(ctx context.Context, p *corev1.Probe, liveness 
 			return
 		}
 		ok := st.observe(err == nil, t)
+		if err != nil {
+			kind := "Readiness"
+			if liveness {
+				kind = "Liveness"
+			}
+			r.w.event(corev1.EventTypeWarning, "Unhealthy", "%s probe failed: %v", kind, err)
+		}
 		if liveness {
 			if !ok {
 				grace := 30 * time.Second
@@ -194,6 +201,7 @@ func (r *containerRun) probeLoop(ctx context.Context, p *corev1.Probe, liveness 
 				if p.TerminationGracePeriodSeconds != nil {
 					grace = time.Duration(*p.TerminationGracePeriodSeconds) * time.Second
 				}
+				r.w.event(corev1.EventTypeNormal, "Killing", "Container %s failed liveness probe, will be restarted", r.spec.Name)
 				r.restartInstance(grace, fmt.Sprintf("liveness probe failed: %v", err))
 				return
 			}

@@ -232,6 +232,19 @@ func TestAgentRunsPodAgainstRealAPIServer(t *testing.T) {
 		return nil
 	})
 
+	eventually(t, 5*time.Second, "Started event", func() error {
+		evs, err := admin.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == "web" && e.Reason == "Started" && e.Source.Component == "kubelet" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no Started event among %d", len(evs.Items))
+	})
+
 	// Graceful deletion: the agent finishes it (final delete with UID precondition).
 	if err := admin.CoreV1().Pods("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
