@@ -630,6 +630,32 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 	return reflect.DeepEqual(x, y)
 }
 
+// A different table gets its own documents (they are shared only between
+// identical tables).
+func TestRegisterSubsetTable(t *testing.T) {
+	svc, _ := resources.Lookup("", "v1", "services")
+	r := mux.NewRouter()
+	if err := Register(r, []resources.Resource{svc}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	_, body := get(t, srv.URL+"/openapi/v3", "")
+	var index struct {
+		Paths map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(body, &index); err != nil {
+		t.Fatal(err)
+	}
+	if len(index.Paths) != 1 || index.Paths["api/v1"] == nil {
+		t.Errorf("index for a Service-only table: %s", body)
+	}
+	_, body = get(t, srv.URL+"/openapi/v3/api/v1", "")
+	if strings.Contains(string(body), "/pods") || !strings.Contains(string(body), "/namespaces/{namespace}/services/{name}/status") {
+		t.Errorf("api/v1 document of a Service-only table has the wrong paths")
+	}
+}
+
 func TestRegisterRejectsBadTables(t *testing.T) {
 	bad := resources.All[0]
 	bad.Subresources = []string{"frobnicate"}
