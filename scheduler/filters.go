@@ -25,8 +25,8 @@ const (
 // carrying, as the node lifecycle controller would add: not-ready when the
 // Ready condition is False, unreachable when it is Unknown or missing. So a
 // not-ready node rejects pods exactly like a tainted one, and pods tolerating
-// these taints (DaemonSet-like) still fit. nil when Ready is True or the node
-// already carries the taint.
+// these taints still fit. nil when Ready is True or the node already carries
+// the NoSchedule taint.
 func impliedReadinessTaint(node *corev1.Node) *corev1.Taint {
 	status := corev1.ConditionUnknown
 	for _, c := range node.Status.Conditions {
@@ -42,8 +42,11 @@ func impliedReadinessTaint(node *corev1.Node) *corev1.Taint {
 	if status == corev1.ConditionFalse {
 		key = taintKeyNotReady
 	}
+	// Only the NoSchedule variant makes ours redundant: pods commonly
+	// tolerate the NoExecute one for a while (DefaultTolerationSeconds), which
+	// must not let them be placed on a node that is down.
 	for _, t := range node.Spec.Taints {
-		if t.Key == key && (t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute) {
+		if t.Key == key && t.Effect == corev1.TaintEffectNoSchedule {
 			return nil
 		}
 	}

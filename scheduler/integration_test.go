@@ -362,3 +362,39 @@ func BenchmarkEndToEndRealAPI(b *testing.B) {
 		inst.Stop(b)
 	}
 }
+
+// TestIntegrationKubectlDescribeUnschedulable: what a user sees with the real
+// kubectl when a pod fits nowhere (one node too small, one unreachable).
+func TestIntegrationKubectlDescribeUnschedulable(t *testing.T) {
+	inst := apitest.Start(t)
+	c := realClient(t, inst)
+	ctx := context.Background()
+	const ns = "sched-describe"
+	ensureNamespace(ctx, t, c, ns)
+	if err := createNode(ctx, c, mkNode("small", withAlloc("1", "2Gi", "110"))); err != nil {
+		t.Fatal(err)
+	}
+	gone := mkNode("gone", withTaint("node.kubernetes.io/unreachable", "", corev1.TaintEffectNoExecute))
+	gone.Status.Conditions[0].Status = corev1.ConditionUnknown
+	if err := createNode(ctx, c, gone); err != nil {
+		t.Fatal(err)
+	}
+	runScheduler(t, c, Options{})
+	p := mkPod("hungry", req("2", ""))
+	p.Namespace, p.UID = ns, ""
+	if _, err := c.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const want = "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s)."
+	var out string
+	waitUntil(t, "kubectl describe to show the reason", 20*time.Second, func() (bool, error) {
+		o, errOut, err := inst.Kubectl(t, "describe", "pod", "-n", ns, "hungry")
+		out = o
+		if err != nil {
+			return false, fmt.Errorf("%v: %s", err, errOut)
+		}
+		return strings.Contains(o, "FailedScheduling") && strings.Contains(o, "default-scheduler") && strings.Contains(o, want) &&
+			strings.Contains(o, "PodScheduled") && strings.Contains(o, "False"), nil
+	})
+	t.Logf("kubectl describe:\n%s", out)
+}

@@ -62,13 +62,21 @@ func TestScheduleFilters(t *testing.T) {
 			want:  "a",
 		},
 		{
-			name: "unreachable taint with NoExecute tolerated only for that key",
+			name: "unreachable node: tolerating only NoExecute (default toleration seconds) is not enough",
 			pod:  mkPod("p", tolerate("node.kubernetes.io/unreachable", corev1.TolerationOpExists, "", ne)),
 			nodes: []*corev1.Node{
 				mkNode("a", withReady(corev1.ConditionUnknown), withTaint("node.kubernetes.io/unreachable", "", ne), withTaint("node.kubernetes.io/unreachable", "", ns)),
 				mkNode("b", withReady(corev1.ConditionUnknown), withTaint("node.kubernetes.io/unreachable", "", ne)),
 			},
-			// a also has the NoSchedule variant, which the toleration (effect NoExecute) does not cover.
+			wantMsg: "0/2 nodes are available: 2 node(s) had untolerated taint(s).",
+		},
+		{
+			name: "unreachable node: tolerating the key for every effect fits",
+			pod:  mkPod("p", tolerate("node.kubernetes.io/unreachable", corev1.TolerationOpExists, "", "")),
+			nodes: []*corev1.Node{
+				mkNode("a", withReady(corev1.ConditionTrue), withTaint("dedicated", "x", ns)),
+				mkNode("b", withReady(corev1.ConditionUnknown), withTaint("node.kubernetes.io/unreachable", "", ne)),
+			},
 			want: "b",
 		},
 		{
