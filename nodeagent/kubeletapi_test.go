@@ -290,3 +290,19 @@ func TestKubeletAPIExecTTY(t *testing.T) {
 		}
 	}
 }
+
+func TestKubeletAPIPreviousLogs(t *testing.T) {
+	r := newRig(t)
+	cfg, _ := startKubeletAPI(t, r)
+	r.add(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "crash"}, Spec: corev1.PodSpec{Containers: []corev1.Container{
+		{Name: "c", Image: "busybox", Command: []string{"sh", "-c", "echo crashed; exit 1"}}}}})
+	r.waitFor("crash", 10*time.Second, func(p *corev1.Pod) bool {
+		return len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Waiting != nil &&
+			p.Status.ContainerStatuses[0].State.Waiting.Reason == "CrashLoopBackOff"
+	})
+	for _, q := range []string{"", "?previous=true"} {
+		if code, body := get(t, cfg, "/containerLogs/default/crash/c"+q); code != 200 || body != "crashed\n" {
+			t.Errorf("logs%s: %d %q", q, code, body)
+		}
+	}
+}

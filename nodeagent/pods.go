@@ -404,6 +404,8 @@ func (w *podWorker) report(ctx context.Context, pod *corev1.Pod) {
 	if err != nil {
 		if !apierrors.IsNotFound(err) && ctx.Err() == nil {
 			slog.Warn("pod status", "pod", w.key, "err", err)
+			// Retry soon rather than at the next resync.
+			time.AfterFunc(500*time.Millisecond, w.kick)
 		}
 		return
 	}
