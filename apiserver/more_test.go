@@ -2,8 +2,12 @@ package apiserver_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/kubelab/kubelab/apiserver"
 	"github.com/kubelab/kubelab/apiserver/apitest"
 )
 
@@ -181,4 +186,31 @@ spec:
 		t.Fatalf("warning: %v\n%s\n%s", err, out, errOut)
 	}
 	_ = ptr.To(1)
+}
+
+func TestKubectlAuthCanI(t *testing.T) {
+	inst := apitest.Start(t)
+	out := inst.MustKubectl(t, "auth", "can-i", "create", "pods")
+	if strings.TrimSpace(out) != "yes" {
+		t.Fatalf("auth can-i: %q", out)
+	}
+}
+
+func TestListenAddressesAreSANs(t *testing.T) {
+	inst := apitest.Start(t, apitest.WithConfig(func(c *apiserver.Config) { c.Listen = []string{"127.0.0.2:0"} }))
+	b, err := os.ReadFile(filepath.Join(inst.DataDir, "pki", "server.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.VerifyHostname("127.0.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inst.Client.CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -115,7 +115,16 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	if s.pki, err = certs.Ensure(cfg.DataDir, cfg.TLSSANs, s.ips.First()); err != nil {
+	// Every specific listen address is a name clients use: add it to the SANs.
+	sans := append([]string(nil), cfg.TLSSANs...)
+	for _, l := range cfg.Listen {
+		if host, _, err := net.SplitHostPort(l); err == nil {
+			if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+				sans = append(sans, ip.String())
+			}
+		}
+	}
+	if s.pki, err = certs.Ensure(cfg.DataDir, sans, s.ips.First()); err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
 	if s.loopToken, err = randomToken(); err != nil {
@@ -305,6 +314,7 @@ func (s *Server) routes() (*mux.Router, error) {
 	if err := openapi.Register(r, resources.All); err != nil {
 		return nil, fmt.Errorf("openapi: %w", err)
 	}
+	r.HandleFunc("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", s.serveSelfSubjectAccessReview)
 	r.PathPrefix("/api/v1").HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.serveGroupVersion(w, req, "", "v1", req.URL.Path[len("/api/v1"):])
 	})
