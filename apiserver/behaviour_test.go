@@ -176,6 +176,17 @@ func TestProtobufCreateAndKubectlCreateNamespace(t *testing.T) {
 	if err != nil || ns.Name != "pb" || ns.Status.Phase != corev1.NamespaceActive {
 		t.Fatalf("protobuf create: %v %+v", err, ns)
 	}
+	cm, err := cs.CoreV1().ConfigMaps("pb").Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Data: map[string]string{"a": "1"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["a"] = "2"
+	if cm, err = cs.CoreV1().ConfigMaps("pb").Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil || cm.Data["a"] != "2" {
+		t.Fatalf("protobuf update: %v %v", err, cm)
+	}
+	if err := cs.CoreV1().ConfigMaps("pb").Delete(context.Background(), "c", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatalf("protobuf delete: %v", err)
+	}
 	out := inst.MustKubectl(t, "create", "namespace", "lab")
 	if !strings.Contains(out, "namespace/lab created") {
 		t.Fatalf("kubectl create namespace: %s", out)
