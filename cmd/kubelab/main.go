@@ -13,6 +13,12 @@ func main() {
 		Name:  "kubelab",
 		Usage: "a small Kubernetes-compatible cluster for labs, classrooms and edge boxes",
 		Commands: []*cli.Command{
+			serverCommand(),
+			upCommand(),
+			downCommand(),
+			nodeCommand(),
+			agentCommand(),
+			workloadCommand(),
 			versionCommand(),
 		},
 	}
