@@ -27,6 +27,7 @@ type queue struct {
 	now              func() time.Time
 
 	pods    map[types.UID]*queuedPod
+	unsched map[types.UID]*queuedPod // the pods in stateUnschedulable
 	active  activeHeap
 	backoff backoffHeap
 	// moves counts the cluster changes that may make pods schedulable, so
@@ -63,6 +64,7 @@ func newQueue(initial, maxB, maxUnsched time.Duration, now func() time.Time) *qu
 		maxUnschedulable: maxUnsched,
 		now:              now,
 		pods:             map[types.UID]*queuedPod{},
+		unsched:          map[types.UID]*queuedPod{},
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
@@ -115,6 +117,8 @@ func (q *queue) remove(uid types.UID) {
 		heap.Remove(&q.active, qp.index)
 	case stateBackoff:
 		heap.Remove(&q.backoff, qp.index)
+	case stateUnschedulable:
+		delete(q.unsched, uid)
 	}
 	delete(q.pods, uid)
 }
@@ -164,6 +168,7 @@ func (q *queue) unschedulable(uid types.UID) {
 	}
 	qp.state = stateUnschedulable
 	qp.parkedAt = q.now()
+	q.unsched[uid] = qp
 }
 
 // retryLater puts an in-flight pod whose attempt failed for a transient
@@ -186,14 +191,14 @@ func (q *queue) moveAll() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.moves++
-	for _, qp := range q.pods {
-		if qp.state == stateUnschedulable {
-			q.requeue(qp)
-		}
+	for _, qp := range q.unsched {
+		q.requeue(qp)
 	}
 }
 
+// requeue moves a parked pod back into play.
 func (q *queue) requeue(qp *queuedPod) {
+	delete(q.unsched, qp.pod.UID)
 	if q.now().Before(qp.backoffTo) {
 		q.pushBackoff(qp)
 	} else {
@@ -213,8 +218,8 @@ func (q *queue) flush() time.Time {
 		q.pushActive(qp)
 	}
 	if q.maxUnschedulable > 0 {
-		for _, qp := range q.pods {
-			if qp.state == stateUnschedulable && now.Sub(qp.parkedAt) >= q.maxUnschedulable {
+		for _, qp := range q.unsched {
+			if now.Sub(qp.parkedAt) >= q.maxUnschedulable {
 				q.requeue(qp)
 			}
 		}

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -20,6 +21,19 @@ func stateOf(q *queue, p *corev1.Pod) string { return stateName(q, p) }
 func stateName(q *queue, p *corev1.Pod) string {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	// Invariant: the unschedulable index holds exactly the parked pods.
+	n := 0
+	for uid, qp := range q.pods {
+		if qp.state == stateUnschedulable {
+			n++
+			if q.unsched[uid] != qp {
+				panic("parked pod missing from the unschedulable index")
+			}
+		}
+	}
+	if n != len(q.unsched) {
+		panic(fmt.Sprintf("unschedulable index has %d pods, %d parked", len(q.unsched), n))
+	}
 	qp, ok := q.pods[p.UID]
 	if !ok {
 		return "absent"
@@ -171,5 +185,22 @@ func TestQueueRemoveAndDone(t *testing.T) {
 	q.close()
 	if qp := <-done; qp != nil {
 		t.Fatal("pop after close returned a pod")
+	}
+}
+
+func TestQueueRemoveParkedPod(t *testing.T) {
+	c := &fakeClock{t: time.Unix(1000, 0)}
+	q := newTestQueue(c)
+	p := mkPod("p")
+	q.add(p)
+	q.pop()
+	q.unschedulable(p.UID)
+	q.remove(p.UID)
+	if s := stateOf(q, p); s != "absent" {
+		t.Fatalf("state %s", s)
+	}
+	q.moveAll() // must not resurrect it
+	if s := stateOf(q, p); s != "absent" {
+		t.Fatalf("state after move %s", s)
 	}
 }
