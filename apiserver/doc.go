@@ -1,4 +1,24 @@
 // Package apiserver serves the Kubernetes API over HTTPS on top of the store:
 // discovery, OpenAPI, CRUD, patch, watch, subresources, tables, defaulting and
 // validation, authentication and kube-apiserver-shaped Status errors.
+//
+// Use:
+//
+//	srv, err := apiserver.New(apiserver.Config{DataDir: dir, Listen: []string{"127.0.0.1:6443"}})
+//	go srv.Run(ctx)        // serves until ctx is done
+//	<-srv.Ready()          // built-in namespaces exist, listeners serve
+//	cfg := srv.LoopbackConfig() // admin client-go config for in-process components
+//
+// New bootstraps DATA/pki (CA, serving and admin certificates),
+// DATA/kubeconfig and DATA/node-token on first start and reuses them after.
+// Objects are stored as protobuf under /<group|core>/<resource>/[<ns>/]<name>;
+// metadata.resourceVersion is the store revision. ClusterIPs and NodePorts are
+// allocated in memory and rebuilt from the stored Services at start.
+//
+// Known gaps: no authorisation (every authenticated identity, node
+// credentials included, may do everything); server-side apply is a strategic
+// merge of the applied configuration (no field ownership, no conflicts, no
+// managedFields); propagationPolicy Foreground behaves as Background; core/v1
+// and events.k8s.io/v1 Events are stored separately; services/proxy is not
+// served.
 package apiserver

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -212,5 +213,27 @@ func TestListenAddressesAreSANs(t *testing.T) {
 	}
 	if _, err := inst.Client.CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestShutdownEndsWatches(t *testing.T) {
+	inst := apitest.Start(t)
+	w, err := inst.Client.CoreV1().Pods("").Watch(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	start := time.Now()
+	inst.Stop(t)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stop took %s with an open watch", d)
+	}
+	select {
+	case _, ok := <-w.ResultChan():
+		for ok {
+			_, ok = <-w.ResultChan()
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("watch still open after shutdown")
 	}
 }
