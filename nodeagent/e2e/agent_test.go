@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
 		err := nodeagent.Run(ctx, nodeagent.Config{ServerURL: os.Getenv("E2E_SERVER"), TokenFile: os.Getenv("E2E_TOKEN"),
-			CAFile: os.Getenv("E2E_CA"), NodeName: "node-rss", DataDir: os.Getenv("E2E_DATA"), NodeIP: net.ParseIP(os.Getenv("E2E_IP")),
+			CAFile: os.Getenv("E2E_CA"), NodeName: envOr("E2E_NODE", "node-rss"), DataDir: os.Getenv("E2E_DATA"), NodeIP: net.ParseIP(os.Getenv("E2E_IP")),
 			NetnsPrefix: os.Getenv("E2E_PREFIX")})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -55,6 +55,13 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	testns.Main(m)
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }
 
 func eventually(t *testing.T, d time.Duration, what string, f func() error) {

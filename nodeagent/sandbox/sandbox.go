@@ -30,8 +30,21 @@ import (
 // NetnsDir is where named namespaces are bind-mounted (as `ip netns` does).
 const NetnsDir = "/var/run/netns"
 
-// HostLinkPrefix starts every host-side pod veth name ("klp" + 12 hex digits).
-const HostLinkPrefix = "klp"
+// HostLinkPrefix starts every host-side pod veth name ("kl-" + 12 hex digits).
+const HostLinkPrefix = "kl-"
+
+// isPodLink matches exactly the names HostLinkName makes.
+func isPodLink(name string) bool {
+	if len(name) != len(HostLinkPrefix)+12 || !strings.HasPrefix(name, HostLinkPrefix) {
+		return false
+	}
+	for _, c := range name[len(HostLinkPrefix):] {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
+}
 
 // Manager creates sandboxes whose namespaces are named Prefix+hash(uid).
 type Manager struct {
@@ -96,7 +109,7 @@ func (m *Manager) Create(uid string, ip net.IP) (sb *Sandbox, err error) {
 	}
 	defer ns.Close()
 	gw := Gateway(m.CIDR)
-	peer := "klt" + hash(uid)
+	peer := "klt" + hash(uid) // renamed to eth0 inside the pod
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: sb.HostLink, TxQLen: 1000},
 		PeerName:      peer,
@@ -274,7 +287,7 @@ func (m *Manager) Cleanup() error {
 		errs = append(errs, err)
 	}
 	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Name, HostLinkPrefix) && l.Type() == "veth" {
+		if isPodLink(l.Attrs().Name) && l.Type() == "veth" {
 			if err := m.nl().LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
 				var nf netlink.LinkNotFoundError
 				if !errors.As(err, &nf) {

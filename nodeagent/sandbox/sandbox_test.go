@@ -144,8 +144,13 @@ func TestCreateReplacesLeftovers(t *testing.T) {
 
 func TestNames(t *testing.T) {
 	m := &Manager{Prefix: "kubelab-node-1-"}
-	if n := HostLinkName("0b6a4c3e-1111-2222-3333-444455556666"); len(n) > 15 || !strings.HasPrefix(n, HostLinkPrefix) {
+	if n := HostLinkName("0b6a4c3e-1111-2222-3333-444455556666"); len(n) > 15 || !isPodLink(n) {
 		t.Fatalf("link name %q", n)
+	}
+	for _, other := range []string{"kl-", "kl-0123456789abc", "klp6612e71dbr", "kl-0123456789aX", "eth0"} {
+		if isPodLink(other) {
+			t.Errorf("%q taken for a pod link", other)
+		}
 	}
 	if m.NetnsName("a") == m.NetnsName("b") {
 		t.Fatal("different pods, same namespace name")
