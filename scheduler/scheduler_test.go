@@ -281,3 +281,40 @@ func TestWithUnschedulableCondition(t *testing.T) {
 		t.Fatal("input pod modified")
 	}
 }
+
+func TestRunBindErrorRetriesWithBackoff(t *testing.T) {
+	c := newFakeCluster(mkNode("a"))
+	var failures atomic.Int64
+	c.PrependReactor("create", "pods", func(action clienttesting.Action) (bool, runtime.Object, error) {
+		if action.GetSubresource() == "binding" && failures.Add(1) <= 2 {
+			return true, nil, fmt.Errorf("etcdserver: request timed out")
+		}
+		return false, nil, nil
+	})
+	rec, events := newEventLog(t)
+	startScheduler(t, c, rec)
+	if _, err := c.CoreV1().Pods("default").Create(context.Background(), mkPod("p", req("1", "")), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bound after two failed attempts", func() bool { return getPod(t, c, "p").Spec.NodeName == "a" })
+	if got := len(events.matching("Warning FailedScheduling Binding rejected: etcdserver: request timed out")); got != 2 {
+		t.Fatalf("%d binding failure events, want 2", got)
+	}
+	waitFor(t, "Scheduled event", func() bool { return len(events.matching("Successfully assigned default/p to a")) == 1 })
+}
+
+func TestRunSkipsPodBeingDeletedAndTerminated(t *testing.T) {
+	now := metav1.Now()
+	deleting := mkPod("deleting")
+	deleting.DeletionTimestamp = &now
+	deleting.Finalizers = []string{"example.com/hold"}
+	failed := mkPod("failed", phase(corev1.PodFailed))
+	c := newFakeCluster(mkNode("a"), deleting, failed, mkPod("ok"))
+	rec, _ := newEventLog(t)
+	startScheduler(t, c, rec)
+	waitFor(t, "ok bound", func() bool { return getPod(t, c, "ok").Spec.NodeName == "a" })
+	time.Sleep(100 * time.Millisecond)
+	if n := c.binds.Load(); n != 1 {
+		t.Fatalf("%d bindings, want only the live pod", n)
+	}
+}
