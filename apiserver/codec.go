@@ -170,6 +170,8 @@ type accept struct {
 	table    bool
 	yaml     bool
 	protobuf bool
+	// partial: metadata-only clients (as=PartialObjectMetadata[List]).
+	partial bool
 	// includeObject for tables.
 	includeObject metav1.IncludeObjectPolicy
 }
@@ -188,6 +190,9 @@ func parseAccept(r *http.Request) accept {
 		mt, params, err := mime.ParseMediaType(part)
 		if err != nil {
 			continue
+		}
+		if (params["as"] == "PartialObjectMetadata" || params["as"] == "PartialObjectMetadataList") && params["g"] == "meta.k8s.io" {
+			a.partial = true
 		}
 		if params["as"] == "Table" && params["g"] == "meta.k8s.io" && (mt == mediaJSON) {
 			if v := params["v"]; v == "v1" || v == "v1beta1" || v == "" {

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/metadata"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubelab/kubelab/apiserver"
@@ -235,5 +236,39 @@ func TestShutdownEndsWatches(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("watch still open after shutdown")
+	}
+}
+
+func TestMetadataClient(t *testing.T) {
+	inst := apitest.Start(t)
+	ctx := context.Background()
+	mc, err := metadata.NewForConfig(inst.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gvr := corev1.SchemeGroupVersion.WithResource("configmaps")
+	if _, err := inst.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "m", Labels: map[string]string{"a": "b"}}, Data: map[string]string{"secret": "x"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := mc.Resource(gvr).Namespace("default").List(ctx, metav1.ListOptions{})
+	if err != nil || len(l.Items) != 1 || l.Items[0].Labels["a"] != "b" {
+		t.Fatalf("metadata list: %v %+v", err, l)
+	}
+	p, err := mc.Resource(gvr).Namespace("default").Get(ctx, "m", metav1.GetOptions{})
+	if err != nil || p.Name != "m" {
+		t.Fatalf("metadata get: %v %+v", err, p)
+	}
+	w, err := mc.Resource(gvr).Namespace("default").Watch(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	select {
+	case ev := <-w.ResultChan():
+		if pm, ok := ev.Object.(*metav1.PartialObjectMetadata); !ok || pm.Name != "m" {
+			t.Fatalf("metadata watch event %T %+v", ev.Object, ev.Object)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no metadata watch event")
 	}
 }

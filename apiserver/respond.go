@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -88,6 +89,11 @@ func writeObject(w http.ResponseWriter, r *http.Request, code int, obj runtime.O
 			slog.Debug("table conversion failed, sending the object", "err", err)
 		}
 	}
+	if a.partial && !a.table {
+		if p, err := toPartial(obj); err == nil {
+			obj = p
+		}
+	}
 	var buf bytes.Buffer
 	switch {
 	case a.yaml:
@@ -144,3 +150,39 @@ func errMethodNotAllowed(r *http.Request) error {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return stdjson.Marshal(v) }
+
+// toPartial converts an object or list to its metadata-only form.
+func toPartial(obj runtime.Object) (runtime.Object, error) {
+	if _, ok := obj.(*metav1.Status); ok {
+		return obj, nil
+	}
+	if meta.IsListType(obj) {
+		items, err := meta.ExtractList(obj)
+		if err != nil {
+			return nil, err
+		}
+		lm, err := meta.ListAccessor(obj)
+		if err != nil {
+			return nil, err
+		}
+		out := &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/v1"}}
+		out.ResourceVersion, out.Continue, out.RemainingItemCount = lm.GetResourceVersion(), lm.GetContinue(), lm.GetRemainingItemCount()
+		for _, it := range items {
+			m, err := meta.Accessor(it)
+			if err != nil {
+				return nil, err
+			}
+			p := meta.AsPartialObjectMetadata(m)
+			p.TypeMeta = metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"}
+			out.Items = append(out.Items, *p)
+		}
+		return out, nil
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, err
+	}
+	p := meta.AsPartialObjectMetadata(m)
+	p.TypeMeta = metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"}
+	return p, nil
+}

@@ -25,6 +25,7 @@ type eventWriter struct {
 	flusher     http.Flusher
 	table       bool
 	include     metav1.IncludeObjectPolicy
+	partial     bool
 	sentColumns bool
 }
 
@@ -34,6 +35,11 @@ func (e *eventWriter) send(typ string, obj runtime.Object) error {
 		if err == nil {
 			e.sentColumns = true
 			obj = t
+		}
+	}
+	if e.partial && !e.table && typ != "ERROR" {
+		if p, err := toPartial(obj); err == nil {
+			obj = p
 		}
 	}
 	var buf bytes.Buffer
@@ -114,7 +120,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q request) 
 		return
 	}
 	a := parseAccept(r)
-	ew := &eventWriter{w: w, flusher: flusher, table: a.table, include: a.includeObject}
+	ew := &eventWriter{w: w, flusher: flusher, table: a.table, include: a.includeObject, partial: a.partial}
 	w.Header().Set("Content-Type", mediaJSON)
 	w.Header().Set("Cache-Control", "no-cache, private")
 	watcher, werr := s.store.Watch(ctx, store.WatchOptions{Prefix: prefix, Revision: start})
