@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/metadata"
@@ -270,5 +271,45 @@ func TestMetadataClient(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no metadata watch event")
+	}
+}
+
+func TestOrphanEvictionHeadless(t *testing.T) {
+	inst := apitest.Start(t)
+	ctx := context.Background()
+	d, err := inst.Client.AppsV1().Deployments("default").Create(ctx, newDeployment("own"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPod("dep", "")
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "own", UID: d.UID, Controller: ptr.To(true)}}
+	if _, err := inst.Client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	orphan := metav1.DeletePropagationOrphan
+	if err := inst.Client.AppsV1().Deployments("default").Delete(ctx, "own", metav1.DeleteOptions{PropagationPolicy: &orphan}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := inst.Client.CoreV1().Pods("default").Get(ctx, "dep", metav1.GetOptions{})
+	if err != nil || len(got.OwnerReferences) != 0 {
+		t.Fatalf("orphaned pod: %v %+v", err, got.OwnerReferences)
+	}
+	if err := inst.Client.CoreV1().Pods("default").EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: "dep"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inst.Client.CoreV1().Pods("default").Get(ctx, "dep", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("evicted pod: %v", err)
+	}
+	for _, svc := range []*corev1.Service{
+		{ObjectMeta: metav1.ObjectMeta{Name: "headless"}, Spec: corev1.ServiceSpec{ClusterIP: "None", Ports: []corev1.ServicePort{{Port: 80}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "ext"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "example.com"}},
+	} {
+		got, err := inst.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", svc.Name, err)
+		}
+		if ip := got.Spec.ClusterIP; ip != "" && ip != "None" {
+			t.Fatalf("%s got cluster IP %s", svc.Name, ip)
+		}
 	}
 }
