@@ -33,6 +33,10 @@ type podManager struct {
 	workers map[types.UID]*podWorker
 	wg      sync.WaitGroup
 	events  record.EventRecorder // nil: no events
+	// sandboxSlots bounds concurrent sandbox creation: namespace setup
+	// serialises in the kernel, and a burst of parallel attempts makes every
+	// pod wait for all of them instead of the first pods starting at once.
+	sandboxSlots chan struct{}
 }
 
 // event records a kubelet-style event on the pod (kubectl describe shows them).
@@ -46,7 +50,8 @@ func (w *podWorker) event(kind, reason, format string, a ...any) {
 }
 
 func newPodManager(ctx context.Context, cfg *Config, client kubernetes.Interface, sb *sandbox.Manager, ipam *sandbox.IPAM) *podManager {
-	return &podManager{cfg: cfg, client: client, sb: sb, ipam: ipam, ctx: ctx, workers: map[types.UID]*podWorker{}}
+	return &podManager{cfg: cfg, client: client, sb: sb, ipam: ipam, ctx: ctx, workers: map[types.UID]*podWorker{},
+		sandboxSlots: make(chan struct{}, 2)}
 }
 
 // handlers feed informer events to workers.
@@ -279,6 +284,8 @@ func (w *podWorker) createSandbox(pod *corev1.Pod) error {
 	if err != nil {
 		return fmt.Errorf("allocate IP: %w", err)
 	}
+	w.m.sandboxSlots <- struct{}{}
+	defer func() { <-w.m.sandboxSlots }()
 	t0 := time.Now()
 	sb, err := w.m.sb.Create(string(pod.UID), ip)
 	if err != nil {
