@@ -258,10 +258,6 @@ func parallel(n, w int, f func(i int) error) error {
 	return first
 }
 
-// benchWorkers is the binding concurrency of the benchmark: enough
-// requests in flight for the server to group many bindings per fsync.
-var benchWorkers = 128
-
 // BenchmarkEndToEndRealAPI: 10,000 pending pods (10 ReplicaSets) onto 1,000
 // Node objects, bound through a real kubelab API server. Nodes and pods are
 // created first (not timed); the clock runs from starting the scheduler
@@ -323,7 +319,7 @@ func BenchmarkEndToEndRealAPI(b *testing.B) {
 		start := time.Now()
 		schedCtx, stopSched := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- Run(schedCtx, c, Options{BindWorkers: benchWorkers}) }()
+		go func() { done <- Run(schedCtx, c, Options{}) }()
 		select {
 		case <-allBound:
 		case <-time.After(5 * time.Minute):

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -41,7 +40,7 @@ type Options struct {
 	// negative disables.
 	MaxUnschedulableDuration time.Duration
 	// BindWorkers is how many binding (and status update) requests run at
-	// once. Default 64: binding latency, not CPU, limits throughput.
+	// once. Default 128: binding latency, not CPU, limits throughput.
 	BindWorkers int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -70,7 +69,7 @@ func (o *Options) defaults() {
 		o.MaxUnschedulableDuration = 0
 	}
 	if o.BindWorkers <= 0 {
-		o.BindWorkers = 64
+		o.BindWorkers = 128
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -91,7 +90,8 @@ type scheduler struct {
 // Run places pending pods until ctx is done. It talks to the API only
 // through client: shared informers for pods and nodes, the pods/binding and
 // pods/status subresources, and core/v1 Events. It returns nil when ctx is
-// cancelled, an error if the informers cannot sync.
+// cancelled (also if that happens before the informers synced), or an error
+// if it cannot set up.
 func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 	opts.defaults()
 	s := &scheduler{
@@ -130,17 +130,15 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("scheduler: node handler: %w", err)
 	}
+	syncStart := time.Now()
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
 	// Decisions need the whole picture: no placement before our handlers
 	// (not just the informers' stores) have seen every existing node and pod.
-	if !toolscache.WaitForCacheSync(ctx.Done(), podReg.HasSynced, nodeReg.HasSynced) {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return errors.New("scheduler: informers did not sync")
+	if !waitSynced(ctx, podReg.HasSynced, nodeReg.HasSynced) {
+		return nil // ctx cancelled
 	}
-	s.log.Info("scheduler started", "name", opts.SchedulerName, "bindWorkers", opts.BindWorkers)
+	s.log.Info("scheduler started", "name", opts.SchedulerName, "bindWorkers", opts.BindWorkers, "syncedIn", time.Since(syncStart).Round(time.Millisecond))
 
 	var wg sync.WaitGroup
 	for i := 0; i < opts.BindWorkers; i++ {
@@ -172,6 +170,31 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 	close(s.tasks)
 	wg.Wait()
 	return nil
+}
+
+// waitSynced polls often (client-go's helper waits 100ms between checks,
+// a visible share of a large cluster's start) until all report synced; false
+// if ctx ends first.
+func waitSynced(ctx context.Context, synced ...func() bool) bool {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		all := true
+		for _, f := range synced {
+			if !f() {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 // loop takes one pod at a time: decide under the cache lock (assuming the
