@@ -180,3 +180,12 @@ func (i *Instance) MustKubectl(t testing.TB, args ...string) string {
 	}
 	return out
 }
+
+// URL is the server's https URL.
+func (i *Instance) URL() string { return i.Server.URL() }
+
+// CAFile is DataDir/pki/ca.crt (what agents pass as --ca-file).
+func (i *Instance) CAFile() string { return filepath.Join(i.DataDir, "pki", "ca.crt") }
+
+// TokenFile is DataDir/node-token (the join token, mode 0600).
+func (i *Instance) TokenFile() string { return filepath.Join(i.DataDir, "node-token") }
