@@ -84,6 +84,9 @@ func Run(ctx context.Context, cfg Config) error {
 	sbm := &sandbox.Manager{Prefix: cfg.NetnsPrefix, CIDR: cidr}
 	// Pods of an earlier run of this agent: their processes and namespaces are
 	// removed and the pods started again (IP leases are kept per pod UID).
+	if n := killRecorded(cfg.DataDir); n > 0 {
+		slog.Info("stopped containers left by an earlier agent", "count", n)
+	}
 	if err := sbm.Cleanup(); err != nil {
 		slog.Warn("clean leftovers", "err", err)
 	}
@@ -196,7 +199,8 @@ func releaseStale(ipam *sandbox.IPAM, objs []any) {
 }
 
 // Cleanup removes every pod namespace, pod link and route this node's agent
-// made (for `kubelab down`, also after a crash). It must run inside the node's
+// made (for `kubelab down`, also after a crash), and with DataDir set kills
+// the container processes recorded there. It must run inside the node's
 // network namespace, with the NodeName/NetnsPrefix the agent used.
 func Cleanup(cfg Config) error {
 	if cfg.NetnsPrefix == "" {
@@ -204,6 +208,9 @@ func Cleanup(cfg Config) error {
 			return errors.New("cleanup needs the node name or the netns prefix")
 		}
 		cfg.NetnsPrefix = "kubelab-" + cfg.NodeName + "-"
+	}
+	if cfg.DataDir != "" {
+		killRecorded(cfg.DataDir)
 	}
 	m := &sandbox.Manager{Prefix: cfg.NetnsPrefix}
 	return errors.Join(m.Cleanup(), deleteOwnedRoutes(&netlink.Handle{}))

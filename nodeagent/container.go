@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -95,7 +96,7 @@ func commandFor(cfg *Config, pod *corev1.Pod, c *corev1.Container, vals map[stri
 		}
 	}
 	argv = append([]string{}, cfg.WorkloadCommand...)
-	argv = append(argv, "--pod", pod.Namespace+"/"+pod.Name, "--node", cfg.NodeName)
+	argv = append(argv, "--pod", pod.Namespace+"/"+pod.Name, "--node", cfg.NodeName, "--die-with-parent")
 	for _, p := range containerPorts(c) {
 		argv = append(argv, "--port", p)
 	}
@@ -244,6 +245,9 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 	go lw.pump("stdout", outR, pumps.Done)
 	go lw.pump("stderr", errR, pumps.Done)
 
+	pidFile := r.pidFile()
+	writePidFile(pidFile, cmd.Process.Pid)
+	defer os.Remove(pidFile)
 	now := metav1.Now()
 	r.mu.Lock()
 	r.proc = cmd.Process
@@ -295,6 +299,10 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 	r.mu.Unlock()
 	r.w.kick()
 	return code, nil
+}
+
+func (r *containerRun) pidFile() string {
+	return filepath.Join(r.w.m.cfg.DataDir, "pods", string(r.w.uid), r.spec.Name+".pid")
 }
 
 func exitCode(ps *os.ProcessState, err error) int {

@@ -8,8 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -395,5 +398,61 @@ func TestInitContainers(t *testing.T) {
 	bad := r.waitFor("badinit", 10*time.Second, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodFailed })
 	if bad.Status.ContainerStatuses[0].State.Waiting == nil {
 		t.Errorf("main container of a failed init ran: %+v", bad.Status.ContainerStatuses[0].State)
+	}
+}
+
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return !strings.Contains(string(b), ") Z ") // a zombie has already died
+}
+
+func TestWorkloadDiesWithAgent(t *testing.T) {
+	testns.Require(t)
+	self, _ := os.Executable()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	// sh stands in for the agent: it starts the workload (which switches to
+	// nobody, clearing the kernel's parent-death signal) and exits.
+	out, err := exec.Command("sh", "-c", fmt.Sprintf("%s workload --die-with-parent --uid 65534 --port %d >/dev/null 2>&1 & echo $!; sleep 0.5", self, port)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	deadline := time.Now().Add(3 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("workload %d outlived its parent", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestKillRecorded(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	writePidFile(filepath.Join(dir, "pods", "uid-1", "c.pid"), cmd.Process.Pid)
+	// A stale record (recycled PID: wrong start time) must be left alone.
+	_ = os.WriteFile(filepath.Join(dir, "pods", "uid-1", "stale.pid"), []byte(fmt.Sprintf("%d 1\n", os.Getpid())), 0o600)
+	if n := killRecorded(dir); n != 1 {
+		t.Fatalf("killed %d, want 1", n)
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("recorded process still running")
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "pods", "*", "*.pid")); len(files) != 0 {
+		t.Fatalf("records left: %v", files)
 	}
 }
