@@ -380,9 +380,11 @@ func TestSubresources(t *testing.T) {
 	inst := apitest.Start(t)
 	ctx := context.Background()
 	deps := inst.Client.AppsV1().Deployments("default")
-	d, err := deps.Create(ctx, newDeployment("web"), metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
+	nd := newDeployment("web")
+	nd.Status.Replicas = 7
+	d, err := deps.Create(ctx, nd, metav1.CreateOptions{})
+	if err != nil || d.Status.Replicas != 0 {
+		t.Fatalf("create kept status: %v %+v", err, d.Status)
 	}
 	// status updates ignore spec; main updates ignore status
 	d.Status.ObservedGeneration = 1

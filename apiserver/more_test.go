@@ -139,9 +139,15 @@ func TestEventFieldSelectors(t *testing.T) {
 		t.Fatalf("events other: %v %d", err, len(l.Items))
 	}
 	pods := inst.Client.CoreV1().Pods("")
-	p := newPod("done", "node-1")
+	p, err := inst.Client.CoreV1().Pods("default").Create(ctx, newPod("done", "node-1"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Status.Phase != corev1.PodPending {
+		t.Fatalf("new pod phase %q", p.Status.Phase)
+	}
 	p.Status.Phase = corev1.PodSucceeded
-	if _, err := inst.Client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+	if _, err := inst.Client.CoreV1().Pods("default").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := inst.Client.CoreV1().Pods("default").Create(ctx, newPod("run", "node-1"), metav1.CreateOptions{}); err != nil {

@@ -96,9 +96,12 @@ func TestKubeletForwarding(t *testing.T) {
 	if _, err := inst.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	p := newPod("web-1", "node-1")
+	p, err := inst.Client.CoreV1().Pods("default").Create(ctx, newPod("web-1", "node-1"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.Status.Phase = corev1.PodRunning
-	if _, err := inst.Client.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+	if _, err := inst.Client.CoreV1().Pods("default").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	out := inst.MustKubectl(t, "logs", "web-1", "--tail=5")

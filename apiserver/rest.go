@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -471,21 +472,25 @@ func (s *Server) create(ctx context.Context, res resources.Resource, ns string, 
 	return obj, warns, nil
 }
 
-// prepareCreate sets the kind-specific state a new object starts in.
+// prepareCreate sets the kind-specific state a new object starts in. As in
+// kube-apiserver, a status sent with a new Pod, Deployment, ReplicaSet or
+// Service is dropped (it is the controllers' and agents' to write); Nodes
+// keep theirs (agents register with it).
 func prepareCreate(obj runtime.Object) {
 	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		o.Status = appsv1.DeploymentStatus{}
+	case *appsv1.ReplicaSet:
+		o.Status = appsv1.ReplicaSetStatus{}
+	case *corev1.Service:
+		o.Status = corev1.ServiceStatus{}
 	case *corev1.Namespace:
 		if len(o.Spec.Finalizers) == 0 {
 			o.Spec.Finalizers = []corev1.FinalizerName{corev1.FinalizerKubernetes}
 		}
 		o.Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
 	case *corev1.Pod:
-		if o.Status.Phase == "" {
-			o.Status.Phase = corev1.PodPending
-		}
-		if o.Status.QOSClass == "" {
-			o.Status.QOSClass = qosClass(&o.Spec)
-		}
+		o.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: qosClass(&o.Spec)}
 	}
 }
 
