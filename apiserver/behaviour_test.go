@@ -556,7 +556,7 @@ func TestServiceAllocationPersists(t *testing.T) {
 	if _, err := mk("kubernetes-imposter", corev1.ServiceTypeClusterIP, "10.96.0.1"); !apierrors.IsInvalid(err) {
 		t.Fatalf("reserved IP: %v", err)
 	}
-	k, err := mk("kubernetes", corev1.ServiceTypeClusterIP, "10.96.0.1")
+	k, err := mk("kubernetes", corev1.ServiceTypeClusterIP, "")
 	if err != nil || k.Spec.ClusterIP != "10.96.0.1" {
 		t.Fatalf("kubernetes service: %v", err)
 	}

@@ -45,6 +45,10 @@ func (s *Server) allocateService(svc, old *corev1.Service) (*allocation, field.E
 	if spec.ClusterIP == "" && len(spec.ClusterIPs) > 0 {
 		spec.ClusterIP = spec.ClusterIPs[0]
 	}
+	if needsClusterIP(svc) && spec.ClusterIP == "" && a.owner == "default/kubernetes" {
+		// The first address of the range is the `kubernetes` Service's.
+		spec.ClusterIP = s.ips.First().String()
+	}
 	if needsClusterIP(svc) {
 		path := field.NewPath("spec", "clusterIPs")
 		if spec.ClusterIP == "" {
