@@ -287,7 +287,7 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 		reason = "Error"
 	}
 	r.mu.Lock()
-	if r.state.Running != nil && r.state.Running.StartedAt.Time.IsZero() == false {
+	if r.state.Running != nil && !r.state.Running.StartedAt.IsZero() {
 		now = r.state.Running.StartedAt
 	}
 	term := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
@@ -383,8 +383,9 @@ func (r *containerRun) restartInstance(grace time.Duration, reason string) {
 	}
 }
 
-// execIn runs an extra command in the container's context (probes, kubectl
-// exec): same namespace, user and environment.
+// execCmd prepares an extra command in the container's context (exec
+// probes, kubectl exec): same user and environment; startIn puts it in the
+// pod's namespace.
 func (r *containerRun) execCmd(argv []string) (*exec.Cmd, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("empty command")

@@ -67,7 +67,7 @@ func podStatus(pod *corev1.Pod, prev corev1.PodStatus, podIP, hostIP string, sta
 	if !initDone {
 		waitReason = "PodInitializing"
 	}
-	allReady, allStarted, allFinished, anyFailed, anyRunning := true, true, true, false, false
+	allReady, allStarted, allFinished, anyFailed := true, true, true, false
 	for _, c := range pod.Spec.Containers {
 		v, ok := byName[c.Name]
 		if !ok {
@@ -82,9 +82,6 @@ func podStatus(pod *corev1.Pod, prev corev1.PodStatus, podIP, hostIP string, sta
 		}
 		if s.State.Running == nil && s.State.Terminated == nil && s.LastTerminationState.Terminated == nil {
 			allStarted = false
-		}
-		if s.State.Running != nil {
-			anyRunning = true
 		}
 		if !v.finished {
 			allFinished = false
@@ -106,7 +103,6 @@ func podStatus(pod *corev1.Pod, prev corev1.PodStatus, podIP, hostIP string, sta
 	default:
 		st.Phase = corev1.PodPending
 	}
-	_ = anyRunning
 	ready := corev1.ConditionFalse
 	reason := "ContainersNotReady"
 	if allReady && len(pod.Spec.Containers) > 0 {

@@ -23,7 +23,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubelab/kubelab/apiserver/apitest"
@@ -274,11 +273,11 @@ func TestAgentRunsPodAgainstRealAPIServer(t *testing.T) {
 	if _, err := admin.CoreV1().Pods("default").Create(ctx, pod2, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ip := waitPodIP(t, admin, "web2", "")
+	ip := waitPodIP(t, admin, "web2")
 	stop()
 	stop2 := startAgent(t, inst, cfg)
 	defer stop2()
-	if again := waitPodIP(t, admin, "web2", ip); again != ip {
+	if again := waitPodIP(t, admin, "web2"); again != ip {
 		t.Fatalf("IP changed across restart: %s -> %s", ip, again)
 	}
 	eventually(t, 10*time.Second, "pod answers after agent restart", func() error {
@@ -289,7 +288,6 @@ func TestAgentRunsPodAgainstRealAPIServer(t *testing.T) {
 		resp.Body.Close()
 		return nil
 	})
-	_ = types.UID("")
 }
 
 func setPodCIDR(t *testing.T, c kubernetes.Interface, node, cidr string) {
@@ -307,9 +305,8 @@ func setPodCIDR(t *testing.T, c kubernetes.Interface, node, cidr string) {
 	}
 }
 
-// waitPodIP waits for the pod to be Running with an IP that answers; when
-// notBefore is set, for a status posted after the agent restarted.
-func waitPodIP(t *testing.T, c kubernetes.Interface, name, _ string) string {
+// waitPodIP waits for the pod to be Running with an IP that answers.
+func waitPodIP(t *testing.T, c kubernetes.Interface, name string) string {
 	t.Helper()
 	var ip string
 	eventually(t, 20*time.Second, "pod "+name+" Running", func() error {

@@ -20,7 +20,6 @@ import (
 
 	"github.com/kubelab/kubelab/apiserver"
 	"github.com/kubelab/kubelab/apiserver/apitest"
-	"github.com/kubelab/kubelab/nodeagent"
 	"github.com/kubelab/kubelab/nodeagent/internal/testns"
 	"github.com/kubelab/kubelab/nodeagent/labnet"
 	"github.com/kubelab/kubelab/nodeagent/sandbox"
@@ -140,7 +139,6 @@ func TestTwoNodeLab(t *testing.T) {
 	if body != "kubelab: pod default/server on node node-1\n" {
 		t.Fatalf("page %q", body)
 	}
-	_ = nodeagent.Config{}
 }
 
 // findProcess finds the PID whose command line is argv (argv[0] may be a full path).
