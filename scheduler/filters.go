@@ -9,16 +9,16 @@ import (
 // Reasons a node is rejected, worded as kube-scheduler 1.37 words them
 // (users and tools match on these strings).
 const (
-	ReasonUnschedulable  = "node(s) were unschedulable"
-	ReasonTaint          = "node(s) had untolerated taint(s)"
-	ReasonNodeAffinity   = "node(s) didn't match Pod's node affinity/selector"
-	ReasonHostPorts      = "node(s) didn't have free ports for the requested pod ports"
-	ReasonTooManyPods    = "Too many pods"
-	reasonInsufficient   = "Insufficient "
-	noNodesAvailableMsg  = "no nodes available to schedule pods"
-	taintKeyNotReady     = "node.kubernetes.io/not-ready"
-	taintKeyUnreachable  = "node.kubernetes.io/unreachable"
-	taintKeyUnschedulabl = "node.kubernetes.io/unschedulable"
+	ReasonUnschedulable   = "node(s) were unschedulable"
+	ReasonTaint           = "node(s) had untolerated taint(s)"
+	ReasonNodeAffinity    = "node(s) didn't match Pod's node affinity/selector"
+	ReasonHostPorts       = "node(s) didn't have free ports for the requested pod ports"
+	ReasonTooManyPods     = "Too many pods"
+	reasonInsufficient    = "Insufficient "
+	noNodesAvailableMsg   = "no nodes available to schedule pods"
+	taintKeyNotReady      = "node.kubernetes.io/not-ready"
+	taintKeyUnreachable   = "node.kubernetes.io/unreachable"
+	taintKeyUnschedulable = "node.kubernetes.io/unschedulable"
 )
 
 // impliedReadinessTaint is the taint a node that is not Ready is treated as
@@ -66,7 +66,7 @@ var (
 // pod fits. The result must not be modified.
 func filterNode(pi *podInfo, ni *NodeInfo) []string {
 	pod, node := pi.pod, ni.node
-	if node.Spec.Unschedulable && !toleratesAny(pod.Spec.Tolerations, &corev1.Taint{Key: taintKeyUnschedulabl, Effect: corev1.TaintEffectNoSchedule}) {
+	if node.Spec.Unschedulable && !toleratesAny(pod.Spec.Tolerations, &corev1.Taint{Key: taintKeyUnschedulable, Effect: corev1.TaintEffectNoSchedule}) {
 		return rejectUnschedulable
 	}
 	if !toleratesNode(pod.Spec.Tolerations, ni) {
