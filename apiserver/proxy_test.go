@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,6 +29,8 @@ import (
 	"github.com/kubelab/kubelab/apiserver/apitest"
 	"github.com/kubelab/kubelab/store"
 )
+
+var releaseFollow = make(chan struct{})
 
 // startKubelet runs an HTTPS server with a node certificate obtained from
 // the join endpoint, answering the kubelet paths the API server forwards.
@@ -52,6 +55,19 @@ func startKubelet(t *testing.T, inst *apitest.Instance) *net.TCPAddr {
 	pool.AppendCertsFromPEM([]byte(jr.CA))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/containerLogs/{ns}/{pod}/{c}", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("follow") == "true" {
+			// One line now, the next only when the test says so: the first
+			// must reach the client before the stream ends.
+			fmt.Fprintln(w, "first line")
+			w.(http.Flusher).Flush()
+			select {
+			case <-releaseFollow:
+			case <-r.Context().Done():
+				return
+			}
+			fmt.Fprintln(w, "second line")
+			return
+		}
 		who := r.TLS.PeerCertificates[0].Subject.CommonName
 		fmt.Fprintf(w, "log of %s/%s/%s tail=%s client=%s\n", r.PathValue("ns"), r.PathValue("pod"), r.PathValue("c"), r.URL.Query().Get("tailLines"), who)
 	})
@@ -107,6 +123,39 @@ func TestKubeletForwarding(t *testing.T) {
 	out := inst.MustKubectl(t, "logs", "web-1", "--tail=5")
 	if !strings.Contains(out, "log of default/web-1/c tail=5 client=kubernetes-admin") {
 		t.Fatalf("kubectl logs: %q", out)
+	}
+	// logs -f streams: the first line arrives while the kubelet holds the stream open.
+	cmd := exec.Command(apitest.KubectlPath(t, ""), "--cache-dir", t.TempDir(), "logs", "-f", "web-1")
+	cmd.Env = append(cmd.Environ(), "KUBECONFIG="+inst.Kubeconfig)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	got := make(chan string, 2)
+	go func() {
+		for sc.Scan() {
+			got <- sc.Text()
+		}
+		close(got)
+	}()
+	select {
+	case l := <-got:
+		if l != "first line" {
+			t.Fatalf("logs -f first line %q", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("logs -f: first line not streamed")
+	}
+	close(releaseFollow)
+	if l := <-got; l != "second line" {
+		t.Fatalf("logs -f second line %q", l)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("logs -f: %v", err)
 	}
 	c := httpClient(t, inst, true)
 	resp, body := doReq(t, c, "GET", inst.Server.URL()+"/api/v1/nodes/node-1/proxy/healthz", "", nil)
