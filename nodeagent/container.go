@@ -253,8 +253,10 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 	r.proc = cmd.Process
 	r.id = fmt.Sprintf("kubelab://%s-%s-%d", string(r.w.uid)[:min(8, len(r.w.uid))], r.spec.Name, instance)
 	r.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}
-	r.started = true
-	r.ready = r.spec.ReadinessProbe == nil
+	// With a startup probe the container counts as started (and may become
+	// ready) only once that probe has passed.
+	r.started = r.spec.StartupProbe == nil
+	r.ready = r.spec.ReadinessProbe == nil && r.spec.StartupProbe == nil
 	stopping := r.stopping
 	r.mu.Unlock()
 	if stopping {
@@ -263,8 +265,7 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 	r.w.kick()
 
 	probeCtx, cancelProbes := context.WithCancel(ctx)
-	go r.probeLoop(probeCtx, r.spec.ReadinessProbe, false, sb.IP.String())
-	go r.probeLoop(probeCtx, r.spec.LivenessProbe, true, sb.IP.String())
+	go r.probes(probeCtx, sb.IP.String())
 
 	werr := cmd.Wait()
 	cancelProbes()

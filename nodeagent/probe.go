@@ -165,6 +165,71 @@ var probeClient = &http.Client{
 	},
 }
 
+// probes runs the startup probe, then readiness and liveness, for one
+// container instance.
+func (r *containerRun) probes(ctx context.Context, ip string) {
+	if p := r.spec.StartupProbe; p != nil {
+		if !r.startupLoop(ctx, p, ip) {
+			return
+		}
+		r.mu.Lock()
+		r.started = true
+		r.ready = r.spec.ReadinessProbe == nil
+		r.mu.Unlock()
+		r.w.kick()
+	}
+	go r.probeLoop(ctx, r.spec.ReadinessProbe, false, ip)
+	go r.probeLoop(ctx, r.spec.LivenessProbe, true, ip)
+}
+
+// startupLoop probes until the first success (true) or until failureThreshold
+// consecutive failures, which kill the container as a liveness failure does.
+func (r *containerRun) startupLoop(ctx context.Context, p *corev1.Probe, ip string) bool {
+	t := timingOf(p)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(t.initial):
+	}
+	var fails int32
+	tick := time.NewTicker(t.period)
+	defer tick.Stop()
+	for {
+		err := r.probeOnce(ctx, p, ip, t.timeout)
+		if ctx.Err() != nil {
+			return false
+		}
+		if err == nil {
+			return true
+		}
+		fails++
+		r.w.event(corev1.EventTypeWarning, "Unhealthy", "Startup probe failed: %v", err)
+		if fails >= t.failure {
+			r.w.event(corev1.EventTypeNormal, "Killing", "Container %s failed startup probe, will be restarted", r.spec.Name)
+			r.restartInstance(r.graceFor(p), fmt.Sprintf("startup probe failed: %v", err))
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// graceFor is the kill grace after a failed probe: the probe's own
+// terminationGracePeriodSeconds, else the pod's, else 30 s.
+func (r *containerRun) graceFor(p *corev1.Probe) time.Duration {
+	grace := 30 * time.Second
+	if pod := r.w.podSnapshot(); pod.Spec.TerminationGracePeriodSeconds != nil {
+		grace = time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
+	}
+	if p.TerminationGracePeriodSeconds != nil {
+		grace = time.Duration(*p.TerminationGracePeriodSeconds) * time.Second
+	}
+	return grace
+}
+
 // probeLoop runs a readiness or liveness probe for one container instance.
 func (r *containerRun) probeLoop(ctx context.Context, p *corev1.Probe, liveness bool, ip string) {
 	if p == nil {
@@ -194,13 +259,7 @@ func (r *containerRun) probeLoop(ctx context.Context, p *corev1.Probe, liveness 
 		}
 		if liveness {
 			if !ok {
-				grace := 30 * time.Second
-				if pod := r.w.podSnapshot(); pod.Spec.TerminationGracePeriodSeconds != nil {
-					grace = time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
-				}
-				if p.TerminationGracePeriodSeconds != nil {
-					grace = time.Duration(*p.TerminationGracePeriodSeconds) * time.Second
-				}
+				grace := r.graceFor(p)
 				r.w.event(corev1.EventTypeNormal, "Killing", "Container %s failed liveness probe, will be restarted", r.spec.Name)
 				r.restartInstance(grace, fmt.Sprintf("liveness probe failed: %v", err))
 				return

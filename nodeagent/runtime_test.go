@@ -456,3 +456,23 @@ func TestKillRecorded(t *testing.T) {
 		t.Fatalf("records left: %v", files)
 	}
 }
+
+func TestStartupProbeGatesReadiness(t *testing.T) {
+	r := newRig(t)
+	marker := filepath.Join(t.TempDir(), "started")
+	r.add(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "slow"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+		Name: "c", Image: "busybox", Command: []string{"sh", "-c", "sleep 1; touch " + marker + "; exec sleep 60"},
+		// root: the test's temporary directory is private to root.
+		SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](0)},
+		StartupProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-e", marker}}},
+			PeriodSeconds: 1, FailureThreshold: 10}}}}})
+	got := r.waitFor("slow", 5*time.Second, running)
+	cs := got.Status.ContainerStatuses[0]
+	if _, err := os.Stat(marker); err != nil && (cs.Started == nil || *cs.Started || cs.Ready) {
+		t.Fatalf("started/ready before the startup probe passed: %+v", cs)
+	}
+	r.waitFor("slow", 10*time.Second, func(p *corev1.Pod) bool {
+		cs := p.Status.ContainerStatuses[0]
+		return cs.Started != nil && *cs.Started && cs.Ready && isReady(p)
+	})
+}
