@@ -1,4 +1,29 @@
 // Package nodeagent is a kubelab node: it registers the Node, keeps its Lease,
 // runs the pods bound to it in their own network namespaces, and reports
 // their status, as the kubelet does.
+//
+// Run is the whole agent. It joins with the node token (a client
+// certificate for system:node:NAME, kept in DataDir/pki and reused), registers
+// the Node and renews its Lease, waits for the pod CIDR the server assigns,
+// keeps a route to every other node's pod CIDR, runs pods, and serves the
+// kubelet API (logs, exec, port-forward, metrics, the proxy's handler) on
+// NodeIP:KubeletPort.
+//
+// Pods: package sandbox makes one network namespace per pod, named
+// NetnsPrefix+hash(UID), with a point-to-point veth (see its package comment)
+// and an IP from a persistent allocation file. Containers are processes
+// started inside that namespace: a thread switched into the namespace forks
+// them, so they are born there. A command naming a host executable runs as
+// itself, as nobody unless runAsUser says otherwise; anything else runs the
+// built-in workload (package workload) by re-executing this binary. Every
+// container process gets a parent-death signal, so none outlives a killed
+// agent, and a pid record, so a restarted agent can stop leftovers anyway.
+//
+// The agent runs inside the node's network namespace (in the lab, started with
+// `ip netns exec`, which also gives it a private mount namespace): the pod
+// namespaces' bind mounts are then visible to the agent and its children
+// only, which is why the agent, not `ip netns`, is the way into a pod.
+//
+// On restart the agent cleans up what an earlier run left (processes,
+// namespaces, links) and starts the pods bound to it again with the same IPs.
 package nodeagent
