@@ -6,8 +6,9 @@
 // treated as carrying the not-ready/unreachable taint), not cordoned, taints
 // tolerated, nodeSelector and required node affinity, free host ports, cpu /
 // memory / pods / extended resources against allocatable minus bound pods —
-// then prefers the node with the fewest pods of the same controller, then the
-// least allocated one, then a hash of pod UID and node name. When nothing
+// then ranks the rest: soft preferences first (preferred node affinity,
+// PreferNoSchedule taints), then the fewest pods of the same controller, then
+// the least allocated node, then a hash of pod UID and node name. When nothing
 // fits, FitError words the reasons exactly as kube-scheduler 1.37 does.
 //
 // Run wraps the decision in a thin loop: shared informers feed a cache of

@@ -40,23 +40,44 @@ func Schedule(pod *corev1.Pod, nodes []*corev1.Node, boundPods []*corev1.Pod) (s
 }
 
 // ScheduleOn picks the node for pod among infos. Filters reject nodes (see
-// filterNode); among the rest the pod goes where the fewest pods of its
-// controller already are (spreading a ReplicaSet), then to the least
-// allocated node (cpu and memory, requests with defaults), then by a hash of
-// the pod's UID and the node's name, so ties are broken deterministically but
-// not always toward the same node.
+// filterNode); among the rest, soft preferences come first (preferred node
+// affinity weights, untolerated PreferNoSchedule taints; see preference),
+// then the pod goes where the fewest pods of its controller already are
+// (spreading a ReplicaSet), then to the least allocated node (cpu and
+// memory, requests with defaults), then by a hash of the pod's UID and the
+// node's name, so ties are broken deterministically but not always toward
+// the same node.
 func ScheduleOn(pod *corev1.Pod, infos []*NodeInfo) (string, *FitError) {
 	return place(newPodInfo(pod), infos)
 }
 
+// rank orders feasible nodes: greater is better, compared field by field.
+type rank struct {
+	pref   int64 // soft preferences the pod or node states
+	owners int   // pods of the same controller already there (fewer is better)
+	score  int64 // least allocated
+	hash   uint64
+}
+
+func (a rank) better(b rank) bool {
+	if a.pref != b.pref {
+		return a.pref > b.pref
+	}
+	if a.owners != b.owners {
+		return a.owners < b.owners
+	}
+	if a.score != b.score {
+		return a.score > b.score
+	}
+	return a.hash > b.hash
+}
+
 func place(pi *podInfo, infos []*NodeInfo) (string, *FitError) {
 	var (
-		best       *NodeInfo
-		bestOwners int
-		bestScore  int64
-		bestHash   uint64
-		reasons    map[string]int
-		numNodes   int
+		best     *NodeInfo
+		bestRank rank
+		reasons  map[string]int
+		numNodes int
 	)
 	for _, ni := range infos {
 		if ni.node == nil {
@@ -72,23 +93,47 @@ func place(pi *podInfo, infos []*NodeInfo) (string, *FitError) {
 			}
 			continue
 		}
-		owners := 0
+		r := rank{pref: preference(pi.pod, ni.node)}
 		if pi.owner != 0 {
-			owners = ni.owners[pi.owner]
+			r.owners = ni.owners[pi.owner]
 		}
-		if best != nil && owners > bestOwners {
-			continue
+		if best != nil && (r.pref < bestRank.pref || r.pref == bestRank.pref && r.owners > bestRank.owners) {
+			continue // cannot win: skip the scoring arithmetic
 		}
-		score := leastAllocatedScore(pi, ni)
-		h := mix64(pi.hashSeed ^ ni.nameHash)
-		if best == nil || owners < bestOwners || score > bestScore || (score == bestScore && h > bestHash) {
-			best, bestOwners, bestScore, bestHash = ni, owners, score, h
+		r.score = leastAllocatedScore(pi, ni)
+		r.hash = mix64(pi.hashSeed ^ ni.nameHash)
+		if best == nil || r.better(bestRank) {
+			best, bestRank = ni, r
 		}
 	}
 	if best == nil {
 		return "", &FitError{NumAllNodes: numNodes, Reasons: reasons}
 	}
 	return best.node.Name, nil
+}
+
+// preference weighs what the pod and node ask for softly, above spreading
+// (they are explicit wishes; kube-scheduler also weighs them more than
+// resource balance): the summed weights of the pod's preferred node affinity
+// terms the node matches, minus one per PreferNoSchedule taint the pod does
+// not tolerate. Zero for the usual pod and node.
+func preference(pod *corev1.Pod, node *corev1.Node) int64 {
+	var p int64
+	if a := pod.Spec.Affinity; a != nil && a.NodeAffinity != nil {
+		for i := range a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			t := &a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution[i]
+			if t.Weight > 0 && (len(t.Preference.MatchExpressions) > 0 || len(t.Preference.MatchFields) > 0) && termMatches(&t.Preference, node) {
+				p += int64(t.Weight) * 1000
+			}
+		}
+	}
+	for i := range node.Spec.Taints {
+		t := &node.Spec.Taints[i]
+		if t.Effect == corev1.TaintEffectPreferNoSchedule && !toleratesAny(pod.Spec.Tolerations, t) {
+			p--
+		}
+	}
+	return p
 }
 
 // leastAllocatedScore is kube-scheduler's LeastAllocated strategy with cpu

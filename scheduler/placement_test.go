@@ -483,3 +483,75 @@ func TestNodeInfoAddRemove(t *testing.T) {
 		t.Fatalf("after remove: %+v pods=%d owners=%v ports=%v", ni.requested, len(ni.pods), ni.owners, ni.ports)
 	}
 }
+
+func TestScorePreferences(t *testing.T) {
+	preferred := func(weight int32, key, value string) podOpt {
+		return func(p *corev1.Pod) {
+			if p.Spec.Affinity == nil {
+				p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{}}
+			}
+			na := p.Spec.Affinity.NodeAffinity
+			na.PreferredDuringSchedulingIgnoredDuringExecution = append(na.PreferredDuringSchedulingIgnoredDuringExecution, corev1.PreferredSchedulingTerm{
+				Weight:     weight,
+				Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{expr(key, corev1.NodeSelectorOpIn, value)}},
+			})
+		}
+	}
+	pns := corev1.TaintEffectPreferNoSchedule
+	tests := []struct {
+		name  string
+		pod   *corev1.Pod
+		nodes []*corev1.Node
+		bound []*corev1.Pod
+		want  string
+	}{
+		{
+			name:  "preferred affinity over an emptier node",
+			pod:   mkPod("p", preferred(10, "disk", "ssd")),
+			nodes: []*corev1.Node{mkNode("a"), mkNode("b", withLabel("disk", "ssd"))},
+			bound: []*corev1.Pod{mkPod("x", req("3", "6Gi"), onNode("b"))},
+			want:  "b",
+		},
+		{
+			name:  "heavier preference wins",
+			pod:   mkPod("p", preferred(10, "disk", "ssd"), preferred(50, "zone", "z2")),
+			nodes: []*corev1.Node{mkNode("a", withLabel("disk", "ssd")), mkNode("b", withLabel("zone", "z2")), mkNode("c")},
+			want:  "b",
+		},
+		{
+			name:  "preferred affinity over spreading",
+			pod:   mkPod("p", ownedBy("rs"), preferred(1, "disk", "ssd")),
+			nodes: []*corev1.Node{mkNode("a"), mkNode("b", withLabel("disk", "ssd"))},
+			bound: []*corev1.Pod{mkPod("x", ownedBy("rs"), onNode("b"))},
+			want:  "b",
+		},
+		{
+			name:  "PreferNoSchedule avoided when another node fits",
+			pod:   mkPod("p"),
+			nodes: []*corev1.Node{mkNode("a", withTaint("k", "v", pns)), mkNode("b")},
+			bound: []*corev1.Pod{mkPod("x", req("3", "6Gi"), onNode("b"))},
+			want:  "b",
+		},
+		{
+			name:  "PreferNoSchedule tolerated is no penalty",
+			pod:   mkPod("p", tolerate("k", corev1.TolerationOpEqual, "v", pns)),
+			nodes: []*corev1.Node{mkNode("a", withTaint("k", "v", pns)), mkNode("b")},
+			bound: []*corev1.Pod{mkPod("x", req("3", "6Gi"), onNode("b"))},
+			want:  "a",
+		},
+		{
+			name:  "PreferNoSchedule node still used when it is the only fit",
+			pod:   mkPod("p", selector("only", "a")),
+			nodes: []*corev1.Node{mkNode("a", withLabel("only", "a"), withTaint("k", "v", pns)), mkNode("b")},
+			want:  "a",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, fitErr := Schedule(tc.pod, tc.nodes, tc.bound)
+			if fitErr != nil || got != tc.want {
+				t.Fatalf("got %q %v, want %q", got, fitErr, tc.want)
+			}
+		})
+	}
+}
