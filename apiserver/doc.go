@@ -18,7 +18,7 @@
 // Known gaps: no authorisation (every authenticated identity, node
 // credentials included, may do everything); server-side apply is a strategic
 // merge of the applied configuration (no field ownership, no conflicts, no
-// managedFields); propagationPolicy Foreground behaves as Background; core/v1
-// and events.k8s.io/v1 Events are stored separately; services/proxy is not
-// served.
+// managedFields); propagationPolicy Foreground behaves as Background;
+// services/proxy is not served. events.k8s.io/v1 Events are stored as core/v1
+// Events (one object, two versions, as in kube-apiserver).
 package apiserver

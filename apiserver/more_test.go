@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -317,5 +318,39 @@ func TestOrphanEvictionHeadless(t *testing.T) {
 		if ip := got.Spec.ClusterIP; ip != "" && ip != "None" {
 			t.Fatalf("%s got cluster IP %s", svc.Name, ip)
 		}
+	}
+}
+
+func TestEventsShareStorageAcrossVersions(t *testing.T) {
+	inst := apitest.Start(t)
+	ctx := context.Background()
+	core := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "c1"}, InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: "web", Namespace: "default"},
+		Reason: "Started", Message: "hello", Type: "Normal"}
+	if _, err := inst.Client.CoreV1().Events("default").Create(ctx, core, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := inst.Client.EventsV1().Events("default").Get(ctx, "c1", metav1.GetOptions{})
+	if err != nil || ev.Note != "hello" || ev.Regarding.Name != "web" {
+		t.Fatalf("core event read as events/v1: %v %+v", err, ev)
+	}
+	v1 := &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Name: "e1"}, EventTime: metav1.NewMicroTime(time.Now()),
+		ReportingController: "test", ReportingInstance: "test-1", Action: "Do", Reason: "Did", Note: "world", Type: "Normal",
+		Regarding: corev1.ObjectReference{Kind: "Pod", Name: "web", Namespace: "default"}}
+	if _, err := inst.Client.EventsV1().Events("default").Create(ctx, v1, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := inst.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=web"})
+	if err != nil || len(l.Items) != 2 {
+		t.Fatalf("core list: %v %d", err, len(l.Items))
+	}
+	vl, err := inst.Client.EventsV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "regarding.name=web,reason=Did"})
+	if err != nil || len(vl.Items) != 1 || vl.Items[0].Note != "world" {
+		t.Fatalf("events/v1 list: %v %+v", err, vl)
+	}
+	if err := inst.Client.EventsV1().Events("default").Delete(ctx, "c1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inst.Client.CoreV1().Events("default").Get(ctx, "c1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("deleted through events/v1, still in core: %v", err)
 	}
 }

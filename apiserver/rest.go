@@ -58,6 +58,7 @@ func groupSeg(r resources.Resource) string {
 }
 
 func objectKey(r resources.Resource, ns, name string) string {
+	r = storageResource(r)
 	if r.Namespaced {
 		return "/" + groupSeg(r) + "/" + r.GVR.Resource + "/" + ns + "/" + name
 	}
@@ -65,6 +66,7 @@ func objectKey(r resources.Resource, ns, name string) string {
 }
 
 func collectionPrefix(r resources.Resource, ns string) string {
+	r = storageResource(r)
 	p := "/" + groupSeg(r) + "/" + r.GVR.Resource + "/"
 	if r.Namespaced && ns != "" {
 		p += ns + "/"
@@ -198,7 +200,7 @@ func dryRun(r *http.Request) bool {
 // decode turns a stored value into its typed object with kind, apiVersion
 // and resourceVersion filled in.
 func (s *Server) decode(res resources.Resource, so *store.Object) (runtime.Object, error) {
-	obj, err := decodeStore(so.Value, res.New())
+	obj, err := decodeFor(res, so.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -458,7 +460,7 @@ func (s *Server) create(ctx context.Context, res resources.Resource, ns string, 
 		s.rollback(alloc)
 		return obj, warns, nil
 	}
-	data, err := encodeStore(obj)
+	data, err := encodeFor(res, obj)
 	if err != nil {
 		s.rollback(alloc)
 		return nil, warns, apierrors.NewInternalError(err)
@@ -540,7 +542,7 @@ func (s *Server) update(ctx context.Context, q request, mode updateMode, mutate 
 		}
 		m, _ := meta.Accessor(final)
 		m.SetResourceVersion("")
-		data, err := encodeStore(final)
+		data, err := encodeFor(q.res, final)
 		return data, err
 	})
 	if errors.Is(err, errDryRunDone) {
