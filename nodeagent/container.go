@@ -96,7 +96,8 @@ func commandFor(cfg *Config, pod *corev1.Pod, c *corev1.Container, vals map[stri
 		}
 	}
 	argv = append([]string{}, cfg.WorkloadCommand...)
-	argv = append(argv, "--pod", pod.Namespace+"/"+pod.Name, "--node", cfg.NodeName, "--die-with-parent")
+	argv = append(argv, "--pod", pod.Namespace+"/"+pod.Name, "--node", cfg.NodeName,
+		"--parent-pid", strconv.Itoa(os.Getpid()))
 	for _, p := range containerPorts(c) {
 		argv = append(argv, "--port", p)
 	}

@@ -417,7 +417,7 @@ func TestWorkloadDiesWithAgent(t *testing.T) {
 	l.Close()
 	// sh stands in for the agent: it starts the workload (which switches to
 	// nobody, clearing the kernel's parent-death signal) and exits.
-	out, err := exec.Command("sh", "-c", fmt.Sprintf("%s workload --die-with-parent --uid 65534 --port %d >/dev/null 2>&1 & echo $!; sleep 0.5", self, port)).Output()
+	out, err := exec.Command("sh", "-c", fmt.Sprintf("%s workload --parent-pid $$ --uid 65534 --port %d >/dev/null 2>&1 & echo $!; sleep 0.5", self, port)).Output()
 	if err != nil {
 		t.Fatal(err)
 	}

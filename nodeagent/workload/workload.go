@@ -50,10 +50,11 @@ type Config struct {
 	// UID, when >= 0 and the process is root, is switched to after binding,
 	// so the workload serves low ports yet runs unprivileged.
 	UID int
-	// DieWithParent re-arms the parent-death signal after the user switch
-	// (which clears it), so the workload never outlives the agent that started it.
-	DieWithParent bool
-	Out           io.Writer // request log; stdout when nil
+	// ParentPID, when set, is the agent that started the workload: the
+	// parent-death signal is re-armed after the user switch (which clears
+	// it), so the workload never outlives that agent.
+	ParentPID int
+	Out       io.Writer // request log; stdout when nil
 }
 
 // Page is the HTTP answer.
@@ -91,7 +92,7 @@ func Main(args []string) error {
 	fs.StringVar(&cfg.Pod, "pod", "", "namespace/name of the pod")
 	fs.StringVar(&cfg.Node, "node", "", "node name")
 	fs.IntVar(&cfg.UID, "uid", 65534, "user to switch to after binding (-1: stay)")
-	fs.BoolVar(&cfg.DieWithParent, "die-with-parent", false, "exit when the parent (the node agent) dies")
+	fs.IntVar(&cfg.ParentPID, "parent-pid", 0, "exit when this parent process (the node agent) dies")
 	fs.Var(&ports, "port", "port to serve: N[/TCP|UDP[/name]] (repeatable; default 80)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -152,17 +153,16 @@ func Run(ctx context.Context, cfg Config) error {
 			serve = append(serve, func() { _ = srv.Serve(l) })
 		}
 	}
-	ppid := os.Getppid()
 	if cfg.UID >= 0 && os.Getuid() == 0 {
 		if err := dropTo(cfg.UID); err != nil {
 			return err
 		}
 	}
-	if cfg.DieWithParent {
+	if cfg.ParentPID > 0 {
 		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0); err != nil {
 			return fmt.Errorf("parent-death signal: %w", err)
 		}
-		if os.Getppid() != ppid { // the parent died before the signal was armed
+		if os.Getppid() != cfg.ParentPID { // the parent died before the signal was armed
 			return errors.New("parent exited")
 		}
 	}
