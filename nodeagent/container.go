@@ -87,12 +87,18 @@ func userOf(pod *corev1.Pod, c *corev1.Container) (uid, gid int64) {
 }
 
 // commandFor decides what process runs: the container's command when it
-// names a host executable, else the built-in workload.
+// names a host executable, else the built-in workload. With no command, args
+// naming a host executable (`kubectl run x --image=busybox -- sleep 3600`)
+// count as the command, since no image supplies an entrypoint here.
 func commandFor(cfg *Config, pod *corev1.Pod, c *corev1.Container, vals map[string]string) (argv []string, builtin bool) {
 	if len(c.Command) > 0 {
 		if p, err := exec.LookPath(c.Command[0]); err == nil {
 			argv = append([]string{p}, expandAll(c.Command[1:], vals)...)
 			return append(argv, expandAll(c.Args, vals)...), false
+		}
+	} else if len(c.Args) > 0 {
+		if p, err := exec.LookPath(c.Args[0]); err == nil {
+			return append([]string{p}, expandAll(c.Args[1:], vals)...), false
 		}
 	}
 	argv = append([]string{}, cfg.WorkloadCommand...)

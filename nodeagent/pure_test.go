@@ -127,6 +127,14 @@ func TestUserAndCommand(t *testing.T) {
 	if !builtin || argv[0] != "/bin/kubelab" || !reflect.DeepEqual(argv[len(argv)-4:], []string{"--port", "53/UDP/dns", "--port", "8080/TCP/"}) {
 		t.Errorf("nginx -> %v builtin=%v", argv, builtin)
 	}
+	c.Command, c.Args = nil, []string{"-g", "daemon off;"}
+	if _, builtin := commandFor(cfg, pod, c, nil); !builtin {
+		t.Errorf("args naming no executable must run the built-in workload")
+	}
+	c.Args = []string{"sleep", "$(X)"}
+	if argv, builtin := commandFor(cfg, pod, c, map[string]string{"X": "5"}); builtin || !strings.HasSuffix(argv[0], "/sleep") || argv[1] != "5" {
+		t.Errorf("args-only sleep -> %v builtin=%v", argv, builtin)
+	}
 	c.Command, c.Args = []string{"sh", "-c"}, []string{"echo $(X)"}
 	argv, builtin = commandFor(cfg, pod, c, map[string]string{"X": "hi"})
 	if builtin || !strings.HasSuffix(argv[0], "/sh") || argv[2] != "echo hi" {
