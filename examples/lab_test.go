@@ -43,10 +43,15 @@ var (
 	buildErr  error
 )
 
-// kubelabBinary builds cmd/kubelab once per test run.
+// kubelabBinary builds cmd/kubelab once per test run (or takes the binary
+// named by KUBELAB_BIN, to test a build made some other way).
 func kubelabBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if p := os.Getenv("KUBELAB_BIN"); p != "" {
+			binPath = p
+			return
+		}
 		dir, err := os.MkdirTemp("", "kubelab-e2e-bin-")
 		if err != nil {
 			buildErr = err

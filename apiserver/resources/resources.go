@@ -72,7 +72,9 @@ var All = []Resource{
 		New: func() runtime.Object { return &discoveryv1.EndpointSlice{} }, NewList: func() runtime.Object { return &discoveryv1.EndpointSliceList{} }},
 	{GVR: coordV1.WithResource("leases"), Kind: "Lease", Singular: "lease", Namespaced: true,
 		New: func() runtime.Object { return &coordinationv1.Lease{} }, NewList: func() runtime.Object { return &coordinationv1.LeaseList{} }},
-	{GVR: evV1.WithResource("events"), Kind: "Event", Singular: "event", Namespaced: true, ShortNames: []string{"ev"},
+	// No short name here: "ev" is core/v1 Events', and a second owner makes
+	// kubectl warn on every `kubectl get ev`.
+	{GVR: evV1.WithResource("events"), Kind: "Event", Singular: "event", Namespaced: true,
 		New: func() runtime.Object { return &eventsv1.Event{} }, NewList: func() runtime.Object { return &eventsv1.EventList{} }},
 }
 

@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubelab/kubelab/apiserver"
+	"github.com/kubelab/kubelab/controller"
 	"github.com/kubelab/kubelab/scheduler"
 )
 
@@ -80,11 +81,17 @@ func startControlPlane(ctx context.Context, cfg controlPlaneConfig) (*controlPla
 	if err != nil {
 		return nil, err
 	}
-	cp.wg.Add(1)
+	cp.wg.Add(2)
 	go func() {
 		defer cp.wg.Done()
 		cp.fail("scheduler", scheduler.Run(ctx, client, scheduler.Options{}))
 	}()
-	// The controllers (package controller) join here once they land.
+	go func() {
+		defer cp.wg.Done()
+		cp.fail("controllers", controller.Run(ctx, client, controller.Options{
+			APIServerIP:   cfg.apiIP,
+			APIServerPort: cfg.apiPort,
+		}))
+	}()
 	return cp, nil
 }

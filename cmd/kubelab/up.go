@@ -231,7 +231,7 @@ func waitNodesReady(ctx context.Context, client kubernetes.Interface, want int, 
 			for _, n := range nodes.Items {
 				if !seen[n.Name] && nodeReady(&n) {
 					seen[n.Name] = true
-					say("%s Ready (%s)", n.Name, n.Spec.PodCIDR)
+					say("%s Ready", n.Name)
 				}
 			}
 			if len(seen) >= want {

@@ -289,7 +289,14 @@ func Down(c Config) error {
 	}
 	for _, n := range names {
 		killNamespaceProcesses(n)
-		if err := netns.DeleteNamed(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+		err := netns.DeleteNamed(n)
+		if errors.Is(err, syscall.EINVAL) {
+			// Not a mount point here: an agent started with `ip netns exec`
+			// mounted it in its own mount namespace, which died with it.
+			// The namespace is already gone; only the file is left.
+			err = os.Remove(NamespacePath(n))
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("delete namespace %s: %w", n, err))
 		}
 	}

@@ -139,3 +139,23 @@ func TestUpReachesBridgeAndDownRemovesEverything(t *testing.T) {
 		t.Errorf("bridge %s left after Down", c.BridgeName())
 	}
 }
+
+// A namespace file that is not a mount point (its mount lived in a crashed
+// agent's private mount namespace) must not stop Down.
+func TestDownRemovesUnmountedNamespaceFile(t *testing.T) {
+	requireRoot(t)
+	c := testConfig(t)
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stale := NamespacePath(c.Name + "-node-1-deadbeef")
+	if err := os.WriteFile(stale, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := Down(c); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale namespace file left: %v", err)
+	}
+}
