@@ -22,7 +22,7 @@ import (
 // the kubelab binary (`kubelab up`), the real kubectl, and curl inside the
 // lab's node namespaces. They need root; in CI they always run.
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Getuid() != 0 {
 		if os.Getenv("CI") != "" {
@@ -45,7 +45,7 @@ var (
 
 // kubelabBinary builds cmd/kubelab once per test run (or takes the binary
 // named by KUBELAB_BIN, to test a build made some other way).
-func kubelabBinary(t *testing.T) string {
+func kubelabBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		if p := os.Getenv("KUBELAB_BIN"); p != "" {
@@ -71,7 +71,7 @@ func kubelabBinary(t *testing.T) string {
 
 // lab is one running `kubelab up`, with a unique name, subnet and API port.
 type lab struct {
-	t       *testing.T
+	t       testing.TB
 	bin     string
 	name    string
 	subnet  string
@@ -94,7 +94,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func freePort(t *testing.T) int {
 
 // newLab prepares (but does not start) a lab whose every host object is
 // unique to this test and removed when it ends, even on failure.
-func newLab(t *testing.T, extra ...string) *lab {
+func newLab(t testing.TB, extra ...string) *lab {
 	requireRoot(t)
 	r := rand.New(rand.NewSource(time.Now().UnixNano()))
 	l := &lab{
@@ -234,7 +234,7 @@ func (l *lab) curl(node, url string, maxTime int, extra ...string) curlResult {
 
 // eventually retries check until it returns nil or the time is up; the
 // proxy and controllers converge asynchronously, as in a real cluster.
-func eventually(t *testing.T, what string, timeout time.Duration, check func() error) {
+func eventually(t testing.TB, what string, timeout time.Duration, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -249,7 +249,7 @@ func eventually(t *testing.T, what string, timeout time.Duration, check func() e
 	}
 }
 
-func writeManifest(t *testing.T, name string) string {
+func writeManifest(t testing.TB, name string) string {
 	t.Helper()
 	b, err := Manifests.ReadFile(name)
 	if err != nil {
