@@ -27,7 +27,7 @@ import (
 //	<p>ext     an outside client, 10.200.0.100 on br0
 //	<p>p<k>    pod k: eth0 on its node's cbr0, default route via the node
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 	nodes  []*labNode
 	ext    string
@@ -47,7 +47,7 @@ type labPod struct {
 	node *labNode
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Getuid() != 0 && os.Getenv("CI") == "" {
 		t.Skip("needs root: creates network namespaces and iptables rules (runs in CI and as root)")
@@ -59,7 +59,7 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func sh(t *testing.T, args ...string) string {
+func sh(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -68,7 +68,7 @@ func sh(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func newLab(t *testing.T, nodes int) *lab {
+func newLab(t testing.TB, nodes int) *lab {
 	requireRoot(t)
 	l := &lab{t: t, prefix: fmt.Sprintf("klp%d%04x", os.Getpid()%10000, rand.IntN(0x10000))}
 	br := l.prefix + "br"
@@ -132,7 +132,7 @@ func (l *lab) addPod(n *labNode, name, ip string) *labPod {
 
 // inNS runs f with the calling goroutine's thread in namespace ns; sockets
 // made inside stay in ns afterwards.
-func inNS(t *testing.T, ns string, f func()) {
+func inNS(t testing.TB, ns string, f func()) {
 	t.Helper()
 	runtime.LockOSThread()
 	orig, err := netns.Get()
@@ -216,7 +216,7 @@ func (l *lab) serveUDP(p *labPod, port int) {
 
 // dialTCP connects from namespace ns and returns the server's greeting
 // ("<pod> <client ip>") and the open connection.
-func dialTCP(t *testing.T, ns, addr string, timeout time.Duration) (string, net.Conn, error) {
+func dialTCP(t testing.TB, ns, addr string, timeout time.Duration) (string, net.Conn, error) {
 	t.Helper()
 	var c net.Conn
 	var err error
@@ -235,7 +235,7 @@ func dialTCP(t *testing.T, ns, addr string, timeout time.Duration) (string, net.
 }
 
 // get is dialTCP returning only the serving pod's name.
-func get(t *testing.T, ns, addr string, timeout time.Duration) (string, error) {
+func get(t testing.TB, ns, addr string, timeout time.Duration) (string, error) {
 	t.Helper()
 	g, c, err := dialTCP(t, ns, addr, timeout)
 	if err != nil {
@@ -245,7 +245,7 @@ func get(t *testing.T, ns, addr string, timeout time.Duration) (string, error) {
 	return strings.Fields(g)[0], nil
 }
 
-func udpAsk(t *testing.T, ns, addr string) (string, error) {
+func udpAsk(t testing.TB, ns, addr string) (string, error) {
 	t.Helper()
 	var c net.Conn
 	var err error
@@ -311,7 +311,7 @@ func (l *lab) runProxier(n *labNode, client kubernetes.Interface, mod func(*Conf
 
 // waitVerdict waits until p has programmed svc ("ns/name:port") with the
 // given internal verdict.
-func waitVerdict(t *testing.T, p *Proxier, svc string, v Verdict) {
+func waitVerdict(t testing.TB, p *Proxier, svc string, v Verdict) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -325,7 +325,7 @@ func waitVerdict(t *testing.T, p *Proxier, svc string, v Verdict) {
 	t.Fatalf("%s: %s never reached verdict %q; explain: %+v", p.cfg.NodeName, svc, v, p.Explain())
 }
 
-func waitGone(t *testing.T, p *Proxier, svc string) {
+func waitGone(t testing.TB, p *Proxier, svc string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -341,6 +341,6 @@ func waitGone(t *testing.T, p *Proxier, svc string) {
 	t.Fatalf("%s: %s still programmed", p.cfg.NodeName, svc)
 }
 
-func iptablesSave(t *testing.T, ns string) string {
+func iptablesSave(t testing.TB, ns string) string {
 	return sh(t, "ip", "netns", "exec", ns, "iptables-save")
 }

@@ -464,8 +464,10 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	}
 
 	var b strings.Builder
+	natAll := append(natTopW, natW...)
+	b.Grow(textSize(filterW) + textSize(natAll) + 64*(len(filterDel)+len(natDel)))
 	writeTable(&b, "filter", filterW, filterDel)
-	writeTable(&b, "nat", append(natTopW, natW...), natDel)
+	writeTable(&b, "nat", natAll, natDel)
 	text := b.String()
 
 	if text != "" {

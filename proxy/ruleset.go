@@ -349,9 +349,23 @@ func topChains(ports []*PortRules, cfg RenderConfig) (nat, filter []Chain) {
 // every chain is declared, which flushes it, then refilled).
 func (r *Ruleset) Text() string {
 	var b strings.Builder
+	b.Grow(textSize(r.Filter) + textSize(r.Nat))
 	writeTable(&b, "filter", r.Filter, nil)
 	writeTable(&b, "nat", r.Nat, nil)
 	return b.String()
+}
+
+// textSize estimates the restore text of chains, to size buffers once
+// (the ruleset of a big cluster is tens of megabytes).
+func textSize(chains []Chain) int {
+	n := 64
+	for _, c := range chains {
+		n += 2*len(c.Name) + 16
+		for _, r := range c.Rules {
+			n += len(r) + 1
+		}
+	}
+	return n
 }
 
 // writeTable writes one table section: declarations of chains, their rules,

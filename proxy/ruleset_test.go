@@ -66,13 +66,13 @@ func goldenWorld() ([]*corev1.Service, []*discovery.EndpointSlice) {
 func renderWorld(svcs []*corev1.Service, slices []*discovery.EndpointSlice, node string, cfg RenderConfig, gate bool) *Ruleset {
 	var ports []ServicePort
 	var choices []Choice
+	bySvc := map[string][]*discovery.EndpointSlice{}
+	for _, sl := range slices {
+		k := objKey(sl.Namespace, sl.Labels[discovery.LabelServiceName])
+		bySvc[k] = append(bySvc[k], sl)
+	}
 	for _, s := range svcs {
-		var mine []*discovery.EndpointSlice
-		for _, sl := range slices {
-			if sl.Labels[discovery.LabelServiceName] == s.Name && sl.Namespace == s.Namespace {
-				mine = append(mine, sl)
-			}
-		}
+		mine := bySvc[objKey(s.Namespace, s.Name)]
 		for _, sp := range servicePorts(s) {
 			ports = append(ports, sp)
 			choices = append(choices, Choose(sp, endpointsFor(mine, sp.PortName, sp.Protocol), node, gate))
