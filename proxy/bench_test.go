@@ -20,10 +20,19 @@ import (
 // Scale benchmarks: 10,000 Services x 10 endpoints (issue 7's numbers).
 //
 //	go test ./proxy -run '^$' -bench . -benchtime 5x
-const (
-	benchServices  = 10000
-	benchEndpoints = 10
-)
+//
+// KUBELAB_BENCH_SERVICES overrides the Service count; KUBELAB_BENCH_BACKEND
+// ("nft" or "legacy") forces the iptables backend.
+var benchServices = envInt("KUBELAB_BENCH_SERVICES", 10000)
+
+const benchEndpoints = 10
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
 
 func benchIP(i int) string {
 	v := 10<<24 | 96<<16 | (i + 1) // 10.96.0.1, 10.96.0.2, ...
@@ -62,7 +71,8 @@ func BenchmarkRenderFull(b *testing.B) {
 func benchProxier(b *testing.B, l *lab, svcs []*corev1.Service, slices []*discovery.EndpointSlice) *Proxier {
 	n := l.nodes[0]
 	p, err := New(fake.NewClientset(), Config{NodeName: n.name, NodeIP: net.ParseIP(n.ip), ClusterCIDR: "10.244.0.0/16",
-		ServiceInternalTrafficPolicy: true, Executor: NetnsExecutor(n.ns, b.TempDir())})
+		ServiceInternalTrafficPolicy: true, Executor: NetnsExecutor(n.ns, b.TempDir()),
+		Backend: Backend(os.Getenv("KUBELAB_BENCH_BACKEND"))})
 	if err != nil {
 		b.Fatal(err)
 	}
