@@ -12,7 +12,7 @@ func TestCIDRAllocator(t *testing.T) {
 	}{
 		{"alloc", "node-1", "10.244.1.0/24"}, // block 0 is never handed out
 		{"alloc", "node-2", "10.244.2.0/24"},
-		{"alloc", "node-1", "10.244.1.0/24"}, // asking again gives the same block
+		{"alloc", "node-1", "10.244.1.0/24"},  // asking again gives the same block
 		{"occupy", "node-9", "10.244.3.0/24"}, // held by a node before a restart
 		{"alloc", "node-3", "10.244.4.0/24"},
 		{"release", "node-2", ""},

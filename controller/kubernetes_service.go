@@ -65,7 +65,10 @@ func (c *kubernetesServiceController) ensure(ctx context.Context) error {
 	if _, err := api.Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	if c.ip == nil {
+	// Endpoints may not point at loopback (validation refuses it, and no pod
+	// could use it): a server listening only on 127.0.0.1 has a Service
+	// without endpoints, as kube-apiserver without an advertise address.
+	if c.ip == nil || c.ip.IsLoopback() {
 		return nil
 	}
 	port := int32(c.port)
