@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -76,6 +78,14 @@ func (a *cidrAllocator) allocate(node string) (string, error) {
 			return a.blockCIDR(i), nil
 		}
 	}
+	// A node named like "node-3" gets block 3 when it is free, so the lab's
+	// node-i has pod CIDR 10.244.i.0/24 whatever order the nodes join in.
+	if i, ok := nodeNumber(node); ok && i < a.blocks {
+		if _, taken := a.used[i]; !taken {
+			a.used[i] = node
+			return a.blockCIDR(i), nil
+		}
+	}
 	for i := 1; i < a.blocks; i++ {
 		if _, taken := a.used[i]; !taken {
 			a.used[i] = node
@@ -83,6 +93,16 @@ func (a *cidrAllocator) allocate(node string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no free pod CIDR for node %s", node)
+}
+
+// nodeNumber reads the trailing "-N" of a node name (N >= 1).
+func nodeNumber(name string) (int, bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(name[i+1:])
+	return n, err == nil && n >= 1 && name[i+1] != '0' && name[i+1] != '+'
 }
 
 // release frees the node's block once the node is gone.
