@@ -28,8 +28,8 @@ type queue struct {
 
 	pods    map[types.UID]*queuedPod
 	unsched map[types.UID]*queuedPod // the pods in stateUnschedulable
-	active  activeHeap
-	backoff backoffHeap
+	active  podHeap
+	backoff podHeap
 	// moves counts the cluster changes that may make pods schedulable, so
 	// a pod that fails while one happened is not parked as unschedulable.
 	moves  uint64
@@ -65,6 +65,8 @@ func newQueue(initial, maxB, maxUnsched time.Duration, now func() time.Time) *qu
 		now:              now,
 		pods:             map[types.UID]*queuedPod{},
 		unsched:          map[types.UID]*queuedPod{},
+		active:           podHeap{less: byPriorityThenAge},
+		backoff:          podHeap{less: byBackoffExpiry},
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
@@ -213,7 +215,7 @@ func (q *queue) flush() time.Time {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := q.now()
-	for q.backoff.Len() > 0 && !q.backoff[0].backoffTo.After(now) {
+	for q.backoff.Len() > 0 && !q.backoff.items[0].backoffTo.After(now) {
 		qp := heap.Pop(&q.backoff).(*queuedPod)
 		q.pushActive(qp)
 	}
@@ -225,7 +227,7 @@ func (q *queue) flush() time.Time {
 		}
 	}
 	if q.backoff.Len() > 0 {
-		return q.backoff[0].backoffTo
+		return q.backoff.items[0].backoffTo
 	}
 	return time.Time{}
 }
@@ -289,54 +291,41 @@ func podPriority(p *corev1.Pod) int32 {
 	return 0
 }
 
-type activeHeap []*queuedPod
-
-func (h activeHeap) Len() int { return len(h) }
-func (h activeHeap) Less(i, j int) bool {
-	pi, pj := podPriority(h[i].pod), podPriority(h[j].pod)
-	if pi != pj {
-		return pi > pj
+// byPriorityThenAge orders the active heap: higher priority first, then FIFO.
+func byPriorityThenAge(a, b *queuedPod) bool {
+	pa, pb := podPriority(a.pod), podPriority(b.pod)
+	if pa != pb {
+		return pa > pb
 	}
-	return h[i].added.Before(h[j].added)
-}
-func (h activeHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-func (h *activeHeap) Push(x any) {
-	qp := x.(*queuedPod)
-	qp.index = len(*h)
-	*h = append(*h, qp)
-}
-func (h *activeHeap) Pop() any {
-	old := *h
-	n := len(old)
-	qp := old[n-1]
-	old[n-1] = nil
-	*h = old[:n-1]
-	qp.index = -1
-	return qp
+	return a.added.Before(b.added)
 }
 
-type backoffHeap []*queuedPod
+// byBackoffExpiry orders the backoff heap: the pod whose backoff ends first.
+func byBackoffExpiry(a, b *queuedPod) bool { return a.backoffTo.Before(b.backoffTo) }
 
-func (h backoffHeap) Len() int           { return len(h) }
-func (h backoffHeap) Less(i, j int) bool { return h[i].backoffTo.Before(h[j].backoffTo) }
-func (h backoffHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+// podHeap is a container/heap of queued pods in the order less gives; each
+// pod records its index so it can be removed from the middle.
+type podHeap struct {
+	items []*queuedPod
+	less  func(a, b *queuedPod) bool
 }
-func (h *backoffHeap) Push(x any) {
+
+func (h *podHeap) Len() int           { return len(h.items) }
+func (h *podHeap) Less(i, j int) bool { return h.less(h.items[i], h.items[j]) }
+func (h *podHeap) Swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	h.items[i].index, h.items[j].index = i, j
+}
+func (h *podHeap) Push(x any) {
 	qp := x.(*queuedPod)
-	qp.index = len(*h)
-	*h = append(*h, qp)
+	qp.index = len(h.items)
+	h.items = append(h.items, qp)
 }
-func (h *backoffHeap) Pop() any {
-	old := *h
-	n := len(old)
-	qp := old[n-1]
-	old[n-1] = nil
-	*h = old[:n-1]
+func (h *podHeap) Pop() any {
+	n := len(h.items)
+	qp := h.items[n-1]
+	h.items[n-1] = nil
+	h.items = h.items[:n-1]
 	qp.index = -1
 	return qp
 }
