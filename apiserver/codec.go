@@ -80,6 +80,15 @@ type decodeResult struct {
 // resource's kind, enforcing that any kind/apiVersion in it match gvk and
 // applying the fieldValidation directive (Strict: 400, Warn: warnings,
 // Ignore: nothing; unset behaves as Warn, as in kube-apiserver).
+// readAndDecode reads the request body (bounded) and decodes it as gvk.
+func readAndDecode(r *http.Request, gvk schema.GroupVersionKind, into runtime.Object) (*decodeResult, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	return decodeBody(r, body, gvk, into)
+}
+
 func decodeBody(r *http.Request, body []byte, gvk schema.GroupVersionKind, into runtime.Object) (*decodeResult, error) {
 	mt := requestMediaType(r)
 	var dec runtime.Decoder

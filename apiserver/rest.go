@@ -330,12 +330,7 @@ func (s *Server) list(ctx context.Context, res resources.Resource, opts store.Li
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, q request) {
-	body, err := readBody(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	dr, err := decodeBody(r, body, q.res.GVK(), q.res.New())
+	dr, err := readAndDecode(r, q.res.GVK(), q.res.New())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -652,12 +647,7 @@ func shouldRemove(obj runtime.Object) bool {
 }
 
 func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, q request, mode updateMode) {
-	body, err := readBody(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	dr, err := decodeBody(r, body, q.res.GVK(), q.res.New())
+	dr, err := readAndDecode(r, q.res.GVK(), q.res.New())
 	if err != nil {
 		writeError(w, err)
 		return

@@ -118,12 +118,7 @@ func (s *Server) serveScale(w http.ResponseWriter, r *http.Request, q request) {
 	var warns []string
 	switch r.Method {
 	case http.MethodPut:
-		body, err := readBody(r)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		dr, err := decodeBody(r, body, scaleGVK, &autoscalingv1.Scale{})
+		dr, err := readAndDecode(r, scaleGVK, &autoscalingv1.Scale{})
 		if err != nil {
 			writeError(w, err)
 			return
@@ -209,12 +204,7 @@ func (s *Server) serveBinding(w http.ResponseWriter, r *http.Request, q request)
 		writeError(w, errMethodNotAllowed(r))
 		return
 	}
-	body, err := readBody(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	dr, err := decodeBody(r, body, corev1.SchemeGroupVersion.WithKind("Binding"), &corev1.Binding{})
+	dr, err := readAndDecode(r, corev1.SchemeGroupVersion.WithKind("Binding"), &corev1.Binding{})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -279,12 +269,7 @@ func (s *Server) serveEviction(w http.ResponseWriter, r *http.Request, q request
 		writeError(w, errMethodNotAllowed(r))
 		return
 	}
-	body, err := readBody(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	dr, err := decodeBody(r, body, policyv1.SchemeGroupVersion.WithKind("Eviction"), &policyv1.Eviction{})
+	dr, err := readAndDecode(r, policyv1.SchemeGroupVersion.WithKind("Eviction"), &policyv1.Eviction{})
 	if err != nil {
 		writeError(w, err)
 		return
