@@ -191,10 +191,10 @@ func (d *deps) handle(inf toolscache.SharedIndexInformer, h toolscache.ResourceE
 
 // queue is a rate-limited work queue of object keys with its sync function.
 type queue struct {
-	name  string
-	q     workqueue.TypedRateLimitingInterface[string]
-	sync  func(ctx context.Context, key string) error
-	log   *slog.Logger
+	name string
+	q    workqueue.TypedRateLimitingInterface[string]
+	sync func(ctx context.Context, key string) error
+	log  *slog.Logger
 }
 
 func newQueue(name string, log *slog.Logger, sync func(ctx context.Context, key string) error) *queue {

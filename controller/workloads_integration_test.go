@@ -286,3 +286,58 @@ func TestDeploymentPodsAndSlicesFollowReadiness(t *testing.T) {
 }
 
 func intstrName(name string) intstr.IntOrString { return intstr.FromString(name) }
+
+func TestDeletingOwnersCascades(t *testing.T) {
+	client := startControllers(t)
+	ctx := context.Background()
+	labels := map[string]string{"app": "web"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: int32p(3),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "nginx"}}}},
+		},
+	}
+	if _, err := client.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80}}}}
+	if _, err := client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	count := func() (rs, pods, slices int, err error) {
+		r, err := client.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return
+		}
+		p, err := client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return
+		}
+		s, err := client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=web"})
+		return len(r.Items), len(p.Items), len(s.Items), err
+	}
+	waitFor(t, "a ReplicaSet, 3 pods and a slice", func() error {
+		rs, pods, slices, err := count()
+		if err != nil || rs != 1 || pods != 3 || slices != 1 {
+			return fmt.Errorf("rs %d pods %d slices %d (%v)", rs, pods, slices, err)
+		}
+		return nil
+	})
+	if err := client.AppsV1().Deployments("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ReplicaSet, pods and slices gone with their owners", func() error {
+		rs, pods, slices, err := count()
+		if err != nil || rs != 0 || pods != 0 || slices != 0 {
+			return fmt.Errorf("rs %d pods %d slices %d (%v)", rs, pods, slices, err)
+		}
+		return nil
+	})
+}
