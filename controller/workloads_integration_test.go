@@ -24,21 +24,27 @@ import (
 // the test plays the kubelet's part by writing pod status.
 
 func startControllers(t *testing.T) kubernetes.Interface {
+	return startControllersWith(t, func(*Options) {}).Client
+}
+
+// startControllersWith starts a real API server and the controllers with
+// options adjusted by tune; the instance also drives the real kubectl.
+func startControllersWith(t *testing.T, tune func(*Options)) *apitest.Instance {
 	t.Helper()
 	inst := apitest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		// The address is only data here: what the `kubernetes` Endpoints say.
-		done <- Run(ctx, inst.Client, Options{APIServerIP: net.ParseIP("10.200.0.254"), APIServerPort: 6443})
-	}()
+	// The address is only data here: what the `kubernetes` Endpoints say.
+	opts := Options{APIServerIP: net.ParseIP("10.200.0.254"), APIServerPort: 6443}
+	tune(&opts)
+	go func() { done <- Run(ctx, inst.Client, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("controller.Run: %v", err)
 		}
 	})
-	return inst.Client
+	return inst
 }
 
 func waitFor(t *testing.T, what string, check func() error) {

@@ -81,10 +81,19 @@ func startControlPlane(ctx context.Context, cfg controlPlaneConfig) (*controlPla
 	if err != nil {
 		return nil, err
 	}
+	// The scheduler gets a client of its own: binding thousands of pending
+	// pods is bounded by the API server, and the shared client's rate limit
+	// would otherwise cap it (and slow the controllers sharing it).
+	schedCfg := rest.CopyConfig(cp.loopback)
+	schedCfg.QPS, schedCfg.Burst = 5000, 10000
+	schedClient, err := kubernetes.NewForConfig(schedCfg)
+	if err != nil {
+		return nil, err
+	}
 	cp.wg.Add(2)
 	go func() {
 		defer cp.wg.Done()
-		cp.fail("scheduler", scheduler.Run(ctx, client, scheduler.Options{}))
+		cp.fail("scheduler", scheduler.Run(ctx, schedClient, scheduler.Options{}))
 	}()
 	go func() {
 		defer cp.wg.Done()
