@@ -80,8 +80,14 @@ func TestNamespaceGetsDefaultServiceAccountAndDeletionEmptiesIt(t *testing.T) {
 			return fmt.Errorf("%d pods (%v)", n, err)
 		}
 		for _, get := range []func() error{
-			func() error { _, err := client.AppsV1().Deployments("doomed").Get(ctx, "web", metav1.GetOptions{}); return err },
-			func() error { _, err := client.CoreV1().ConfigMaps("doomed").Get(ctx, "settings", metav1.GetOptions{}); return err },
+			func() error {
+				_, err := client.AppsV1().Deployments("doomed").Get(ctx, "web", metav1.GetOptions{})
+				return err
+			},
+			func() error {
+				_, err := client.CoreV1().ConfigMaps("doomed").Get(ctx, "settings", metav1.GetOptions{})
+				return err
+			},
 			func() error {
 				_, err := client.CoreV1().ServiceAccounts("doomed").Get(ctx, "default", metav1.GetOptions{})
 				return err
