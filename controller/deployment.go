@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	listersappsv1 "k8s.io/client-go/listers/apps/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -118,6 +119,14 @@ func (c *deploymentController) sync(ctx context.Context, key string) error {
 			return err
 		}
 		return nil
+	}
+
+	// The Deployment carries its current revision too, as upstream's does.
+	if rev := fmt.Sprint(revision); d.Annotations[revisionAnnotation] != rev {
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, revisionAnnotation, rev)
+		if _, err := c.d.client.AppsV1().Deployments(ns).Patch(ctx, d.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			return fmt.Errorf("record revision of deployment %s: %w", key, err)
+		}
 	}
 
 	switch d.Spec.Strategy.Type {
