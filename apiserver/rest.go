@@ -394,12 +394,17 @@ func copyField(dst, src runtime.Object, name string) {
 }
 
 func (s *Server) namespaceUsable(ctx context.Context, ns string) error {
-	nsRes, _ := resources.Lookup("", "v1", "namespaces")
-	obj, _, err := s.getObject(ctx, request{res: nsRes, name: ns})
-	if err != nil {
-		return err
+	terminating, ok := s.nsc.get(ns)
+	if !ok {
+		nsRes, _ := resources.Lookup("", "v1", "namespaces")
+		obj, _, err := s.getObject(ctx, request{res: nsRes, name: ns})
+		if err != nil {
+			return err
+		}
+		s.nsc.observe(obj, false)
+		terminating = namespaceTerminating(obj.(*corev1.Namespace))
 	}
-	if n := obj.(*corev1.Namespace); n.DeletionTimestamp != nil || n.Status.Phase == corev1.NamespaceTerminating {
+	if terminating {
 		return apierrors.NewForbidden(schema.GroupResource{}, "", fmt.Errorf("unable to create new content in namespace %s because it is being terminated", ns))
 	}
 	return nil
@@ -466,6 +471,7 @@ func (s *Server) create(ctx context.Context, res resources.Resource, ns string, 
 		return nil, warns, storeErr(err, res.GVR.GroupResource(), m.GetName())
 	}
 	m.SetResourceVersion(strconv.FormatInt(so.Revision, 10))
+	s.nsc.observe(obj, false)
 	return obj, warns, nil
 }
 
@@ -555,12 +561,13 @@ func (s *Server) update(ctx context.Context, q request, mode updateMode, mutate 
 	if err != nil {
 		return nil, warns, err
 	}
+	s.nsc.observe(out, false)
 	if deleteNow {
 		if do, err := s.store.Delete(ctx, key, store.Preconditions{Revision: so.Revision}); err == nil {
-			s.afterDelete(out)
 			if o, err := s.decode(q.res, do); err == nil {
 				out = o
 			}
+			s.afterDelete(out)
 		} else if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
 			return nil, warns, storeErr(err, q.gr(), q.name)
 		}
@@ -832,8 +839,10 @@ func derefGrace(g *int64) int64 {
 	return *g
 }
 
-// afterDelete frees what a removed object held.
+// afterDelete frees what a removed object held. obj carries the deleting
+// revision.
 func (s *Server) afterDelete(obj runtime.Object) {
+	s.nsc.observe(obj, true)
 	if svc, ok := obj.(*corev1.Service); ok {
 		s.releaseUnused(svc, nil)
 	}

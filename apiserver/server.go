@@ -73,6 +73,7 @@ type Server struct {
 	kubeURL   string
 	metrics   *metrics
 	kubelet   *kubeletDialer
+	nsc       *nsCache
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -100,7 +101,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.BookmarkInterval <= 0 {
 		cfg.BookmarkInterval = 10 * time.Second
 	}
-	s := &Server{cfg: cfg, ready: make(chan struct{}), started: time.Now()}
+	s := &Server{cfg: cfg, ready: make(chan struct{}), started: time.Now(), nsc: newNSCache()}
 	s.valOpts = validation.DefaultOptions()
 	if v, ok := cfg.FeatureGates["ServiceInternalTrafficPolicy"]; ok {
 		s.valOpts.ServiceInternalTrafficPolicy = v
