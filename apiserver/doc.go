@@ -15,10 +15,17 @@
 // metadata.resourceVersion is the store revision. ClusterIPs and NodePorts are
 // allocated in memory and rebuilt from the stored Services at start.
 //
+// Deletion follows kube-apiserver: propagationPolicy Foreground or Orphan
+// (or orphanDependents=true) marks the object (deletionTimestamp,
+// deletionGracePeriodSeconds 0 or a pod's grace, the finalizer
+// "foregroundDeletion" or "orphan") and keeps it; the garbage collector in
+// the controller does the dependents' part and lifts the finalizer, and an
+// update that removes the last finalizer of a deleted object removes it.
+// While deletionTimestamp is set, finalizers can only be removed.
+//
 // Known gaps: no authorisation (every authenticated identity, node
 // credentials included, may do everything); server-side apply is a strategic
 // merge of the applied configuration (no field ownership, no conflicts, no
-// managedFields); propagationPolicy Foreground behaves as Background;
-// services/proxy is not served. events.k8s.io/v1 Events are stored as core/v1
-// Events (one object, two versions, as in kube-apiserver).
+// managedFields); services/proxy is not served. events.k8s.io/v1 Events are
+// stored as core/v1 Events (one object, two versions, as in kube-apiserver).
 package apiserver

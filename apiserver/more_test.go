@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -297,9 +298,15 @@ func TestOrphanEvictionHeadless(t *testing.T) {
 	if err := inst.Client.AppsV1().Deployments("default").Delete(ctx, "own", metav1.DeleteOptions{PropagationPolicy: &orphan}); err != nil {
 		t.Fatal(err)
 	}
+	// The API server only marks the owner; the garbage collector strips the
+	// references and lifts the finalizer (the controller's tests cover it).
+	dep, err := inst.Client.AppsV1().Deployments("default").Get(ctx, "own", metav1.GetOptions{})
+	if err != nil || dep.DeletionTimestamp == nil || !slices.Equal(dep.Finalizers, []string{metav1.FinalizerOrphanDependents}) {
+		t.Fatalf("orphaning owner: %v %+v", err, dep)
+	}
 	got, err := inst.Client.CoreV1().Pods("default").Get(ctx, "dep", metav1.GetOptions{})
-	if err != nil || len(got.OwnerReferences) != 0 {
-		t.Fatalf("orphaned pod: %v %+v", err, got.OwnerReferences)
+	if err != nil || len(got.OwnerReferences) != 1 {
+		t.Fatalf("dependent of an orphaning owner: %v %+v", err, got.OwnerReferences)
 	}
 	if err := inst.Client.CoreV1().Pods("default").EvictV1(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: "dep"}}); err != nil {
 		t.Fatal(err)

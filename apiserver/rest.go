@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,11 +19,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -759,9 +760,13 @@ func podGrace(pod *corev1.Pod, opts *metav1.DeleteOptions) int64 {
 	return grace
 }
 
-// delete removes an object, or marks it deleted when finalizers or a pod's
-// graceful termination must run first.
+// delete removes an object, or marks it deleted when finalizers, a
+// pod's graceful termination or the garbage collector (propagationPolicy
+// Foreground or Orphan) must act first.
 func (s *Server) delete(ctx context.Context, q request, opts *metav1.DeleteOptions) (runtime.Object, error) {
+	if errs := metav1validation.ValidateDeleteOptions(opts); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(schema.GroupKind{Group: metav1.GroupName, Kind: "DeleteOptions"}, "", errs)
+	}
 	obj, _, err := s.getObject(ctx, q)
 	if err != nil {
 		return nil, err
@@ -778,37 +783,20 @@ func (s *Server) delete(ctx context.Context, q request, opts *metav1.DeleteOptio
 	if _, ok := obj.(*corev1.Namespace); ok && protectedNamespaces[q.name] {
 		return nil, apierrors.NewForbidden(q.gr(), q.name, errors.New("this namespace may not be deleted"))
 	}
-	dry := len(opts.DryRun) > 0
-	grace := int64(0)
-	if pod, ok := obj.(*corev1.Pod); ok {
-		grace = podGrace(pod, opts)
-	}
-	waitFor := len(m.GetFinalizers()) > 0 || grace > 0
-	if ns, ok := obj.(*corev1.Namespace); ok && len(ns.Spec.Finalizers) > 0 {
-		waitFor = true
-	}
-	orphan := (opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationOrphan) ||
-		(opts.OrphanDependents != nil && *opts.OrphanDependents)
-	if orphan && !dry {
-		if err := s.orphanDependents(ctx, q, m.GetUID()); err != nil {
-			return nil, err
-		}
-	}
-	if dry {
+	now := time.Now()
+	if len(opts.DryRun) > 0 {
+		markDeleted(obj, opts, now)
 		return obj, nil
 	}
-	if waitFor {
+	if markDeleted(obj.DeepCopyObject(), opts, now) {
 		out, _, err := s.update(ctx, q, modeSystem, func(cur runtime.Object) (runtime.Object, error) {
-			cm, _ := meta.Accessor(cur)
-			cm.SetResourceVersion("")
-			if cm.GetDeletionTimestamp() == nil || grace < derefGrace(cm.GetDeletionGracePeriodSeconds()) {
-				ts := metav1.NewTime(time.Now().Add(time.Duration(grace) * time.Second))
-				cm.SetDeletionTimestamp(&ts)
-				cm.SetDeletionGracePeriodSeconds(&grace)
+			if cm, err := meta.Accessor(cur); err == nil {
+				cm.SetResourceVersion("")
 			}
-			if ns, ok := cur.(*corev1.Namespace); ok {
-				ns.Status.Phase = corev1.NamespaceTerminating
-			}
+			// When the object no longer needs to wait (a concurrent
+			// write removed its finalizers), it is marked all the same
+			// and update removes it.
+			markDeleted(cur, opts, now)
 			return cur, nil
 		}, false)
 		return out, err
@@ -832,6 +820,76 @@ func (s *Server) delete(ctx context.Context, q request, opts *metav1.DeleteOptio
 	return out, nil
 }
 
+// markDeleted applies a delete request to obj as kube-apiserver does and
+// reports whether the object must stay for now: it sets the finalizers the
+// propagation policy calls for (see deletionFinalizers), and when anything
+// is pending (finalizers, a namespace's spec.finalizers, a pod's grace
+// period) it sets deletionTimestamp and deletionGracePeriodSeconds (0, or
+// the pod's grace, only ever shortened), bumps a non-zero generation the
+// first time and puts a namespace in phase Terminating.
+func markDeleted(obj runtime.Object, opts *metav1.DeleteOptions, now time.Time) bool {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return false
+	}
+	grace := int64(0)
+	if pod, ok := obj.(*corev1.Pod); ok {
+		grace = podGrace(pod, opts)
+	}
+	if fins, changed := deletionFinalizers(m.GetFinalizers(), opts); changed {
+		m.SetFinalizers(fins)
+	}
+	stay := len(m.GetFinalizers()) > 0 || grace > 0
+	ns, isNS := obj.(*corev1.Namespace)
+	if isNS && len(ns.Spec.Finalizers) > 0 {
+		stay = true
+	}
+	if m.GetDeletionTimestamp() == nil && m.GetGeneration() > 0 {
+		m.SetGeneration(m.GetGeneration() + 1)
+	}
+	if m.GetDeletionTimestamp() == nil || grace < derefGrace(m.GetDeletionGracePeriodSeconds()) {
+		ts := metav1.NewTime(now.Add(time.Duration(grace) * time.Second))
+		m.SetDeletionTimestamp(&ts)
+		m.SetDeletionGracePeriodSeconds(&grace)
+	}
+	if isNS {
+		ns.Status.Phase = corev1.NamespaceTerminating
+	}
+	return stay
+}
+
+// deletionFinalizers decides the garbage collector's finalizers for a
+// delete, as kube-apiserver does: an explicit orphanDependents or
+// propagationPolicy wins (Orphan: "orphan"; Foreground: "foregroundDeletion";
+// Background: neither); without one, a GC finalizer the object already
+// carries stays. Other finalizers are kept in order.
+func deletionFinalizers(cur []string, opts *metav1.DeleteOptions) ([]string, bool) {
+	orphan, foreground := slices.Contains(cur, metav1.FinalizerOrphanDependents), slices.Contains(cur, metav1.FinalizerDeleteDependents)
+	switch {
+	case opts.OrphanDependents != nil:
+		orphan, foreground = *opts.OrphanDependents, false
+	case opts.PropagationPolicy != nil:
+		orphan = *opts.PropagationPolicy == metav1.DeletePropagationOrphan
+		foreground = *opts.PropagationPolicy == metav1.DeletePropagationForeground
+	}
+	out := make([]string, 0, len(cur)+1)
+	for _, f := range cur {
+		if f != metav1.FinalizerOrphanDependents && f != metav1.FinalizerDeleteDependents {
+			out = append(out, f)
+		}
+	}
+	if orphan {
+		out = append(out, metav1.FinalizerOrphanDependents)
+	}
+	if foreground {
+		out = append(out, metav1.FinalizerDeleteDependents)
+	}
+	if sets.New(out...).Equal(sets.New(cur...)) {
+		return cur, false
+	}
+	return out, true
+}
+
 func derefGrace(g *int64) int64 {
 	if g == nil {
 		return 1 << 62
@@ -846,50 +904,6 @@ func (s *Server) afterDelete(obj runtime.Object) {
 	if svc, ok := obj.(*corev1.Service); ok {
 		s.releaseUnused(svc, nil)
 	}
-}
-
-// orphanDependents strips owner references to uid from the objects in the
-// owner's namespace (all namespaces for a cluster-scoped owner), so that
-// deleting with propagationPolicy=Orphan leaves them behind untouched by
-// the garbage collector.
-func (s *Server) orphanDependents(ctx context.Context, owner request, uid types.UID) error {
-	for _, res := range resources.All {
-		if owner.res.Namespaced && !res.Namespaced {
-			continue
-		}
-		list, err := s.list(ctx, res, store.ListOptions{Prefix: collectionPrefix(res, owner.ns)}, selector{label: labels.Everything(), field: fields.Everything()})
-		if err != nil {
-			return err
-		}
-		items, _ := meta.ExtractList(list)
-		for _, it := range items {
-			m, _ := meta.Accessor(it)
-			owned := false
-			for _, ref := range m.GetOwnerReferences() {
-				owned = owned || ref.UID == uid
-			}
-			if !owned {
-				continue
-			}
-			dq := request{res: res, ns: m.GetNamespace(), name: m.GetName()}
-			_, _, err := s.update(ctx, dq, modeSystem, func(cur runtime.Object) (runtime.Object, error) {
-				cm, _ := meta.Accessor(cur)
-				cm.SetResourceVersion("")
-				var keep []metav1.OwnerReference
-				for _, ref := range cm.GetOwnerReferences() {
-					if ref.UID != uid {
-						keep = append(keep, ref)
-					}
-				}
-				cm.SetOwnerReferences(keep)
-				return cur, nil
-			}, false)
-			if err != nil && !apierrors.IsNotFound(err) {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func (s *Server) handleDeleteCollection(w http.ResponseWriter, r *http.Request, q request) {
