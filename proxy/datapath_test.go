@@ -114,8 +114,11 @@ func newDataPathWorld(t *testing.T) *dataPathWorld {
 
 // TestDataPath runs two nodes' proxiers against real iptables in their own
 // namespaces and checks every itp.md verdict with real TCP/UDP traffic.
-func TestDataPath(t *testing.T) {
+func TestDataPath(t *testing.T) { forModes(t, testDataPath) }
+
+func testDataPath(t *testing.T, mode string) {
 	w := newDataPathWorld(t)
+	w.l.mode = mode
 	l := w.l
 	n1, n2 := l.nodes[0], l.nodes[1]
 	p1, _ := l.runProxier(n1, w.client, nil)
@@ -221,7 +224,11 @@ func TestDataPath(t *testing.T) {
 		}
 		rr = httptest.NewRecorder()
 		p1.Handler().ServeHTTP(rr, httptest.NewRequest("GET", "/kubelab/ruleset", nil))
-		if !strings.Contains(rr.Body.String(), `"default/local:http has no local endpoints" -j REJECT`) {
+		want := `"default/local:http has no local endpoints" -j REJECT`
+		if mode == ModeNftables {
+			want = `reject with tcp reset comment "default/local:http has no local endpoints"`
+		}
+		if !strings.Contains(rr.Body.String(), want) {
 			t.Errorf("ruleset lacks the refusal rule:\n%s", rr.Body.String())
 		}
 	})
@@ -267,15 +274,15 @@ func TestDataPath(t *testing.T) {
 		reachAll(t, n2.ns, "10.96.0.11:80", "a")
 	})
 	t.Run("deleted Service: chains removed, traffic no longer DNATed", func(t *testing.T) {
-		chain := svcChain(ServicePort{Namespace: "default", Name: "web", PortName: "http", Protocol: corev1.ProtocolTCP}.Key())
-		if !strings.Contains(iptablesSave(t, n1.ns), chain) {
+		chain := portMarker(mode, ServicePort{Namespace: "default", Name: "web", PortName: "http", Protocol: corev1.ProtocolTCP})
+		if !strings.Contains(rulesDump(t, n1.ns), chain) {
 			t.Fatalf("%s not installed before delete", chain)
 		}
 		if err := w.client.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		waitGone(t, p1, "default/web:http")
-		if strings.Contains(iptablesSave(t, n1.ns), chain) {
+		if strings.Contains(rulesDump(t, n1.ns), chain) {
 			t.Errorf("%s still installed after delete", chain)
 		}
 		if _, err := get(t, n1.ns, "10.96.0.10:80", 300*time.Millisecond); err == nil {
@@ -286,7 +293,7 @@ func TestDataPath(t *testing.T) {
 		if err := p2.Cleanup(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if s := iptablesSave(t, n2.ns); strings.Contains(s, "KUBELAB") {
+		if s := rulesDump(t, n2.ns); strings.Contains(strings.ToUpper(s), "KUBELAB") {
 			t.Errorf("node-2 still has kubelab rules:\n%s", s)
 		}
 	})
@@ -294,8 +301,11 @@ func TestDataPath(t *testing.T) {
 
 // TestDataPathOptions: --no-local-endpoints=drop and the feature gate off,
 // one after the other on node-1 (each start is also a proxier restart).
-func TestDataPathOptions(t *testing.T) {
+func TestDataPathOptions(t *testing.T) { forModes(t, testDataPathOptions) }
+
+func testDataPathOptions(t *testing.T, mode string) {
 	w := newDataPathWorld(t)
+	w.l.mode = mode
 	l := w.l
 	n1, n2 := l.nodes[0], l.nodes[1]
 	p2, _ := l.runProxier(n2, w.client, nil)
@@ -323,7 +333,7 @@ func TestDataPathOptions(t *testing.T) {
 	waitVerdict(t, p1, "default/local:http", VerdictEndpoints)
 	t.Run("gate off: Local treated as Cluster", func(t *testing.T) {
 		reachAll(t, n1.ns, "10.96.0.11:80", "b")
-		s := iptablesSave(t, n1.ns)
+		s := rulesDump(t, n1.ns)
 		if strings.Contains(s, "default/local:http has no local endpoints") {
 			t.Errorf("gate off still has a no-local-endpoints rule:\n%s", s)
 		}
@@ -333,8 +343,11 @@ func TestDataPathOptions(t *testing.T) {
 // TestRestartKeepsConnections: rules survive the proxier stopping, a new
 // proxier takes them over without breaking established connections, removes
 // chains of Services deleted meanwhile, and does not duplicate jumps.
-func TestRestartKeepsConnections(t *testing.T) {
+func TestRestartKeepsConnections(t *testing.T) { forModes(t, testRestartKeepsConnections) }
+
+func testRestartKeepsConnections(t *testing.T, mode string) {
 	w := newDataPathWorld(t)
+	w.l.mode = mode
 	l := w.l
 	n1 := l.nodes[0]
 	ctx := context.Background()
@@ -363,8 +376,8 @@ func TestRestartKeepsConnections(t *testing.T) {
 	reachAll(t, n1.ns, "10.96.0.15:80", "b") // rules left in place
 
 	// Delete a Service while no proxier runs.
-	emptyChainSvc := svcChain(ServicePort{Namespace: "default", Name: "draining", PortName: "http", Protocol: corev1.ProtocolTCP}.Key())
-	if !strings.Contains(iptablesSave(t, n1.ns), emptyChainSvc) {
+	emptyChainSvc := portMarker(mode, ServicePort{Namespace: "default", Name: "draining", PortName: "http", Protocol: corev1.ProtocolTCP})
+	if !strings.Contains(rulesDump(t, n1.ns), emptyChainSvc) {
 		t.Fatal("draining chain missing before restart")
 	}
 	if err := w.client.CoreV1().Services("default").Delete(ctx, "draining", metav1.DeleteOptions{}); err != nil {
@@ -375,11 +388,11 @@ func TestRestartKeepsConnections(t *testing.T) {
 	waitVerdict(t, p1, "default/ext:http", VerdictEndpoints)
 	echo("after restart")
 	reachAll(t, n1.ns, "10.96.0.15:80", "b")
-	s := iptablesSave(t, n1.ns)
+	s := rulesDump(t, n1.ns)
 	if strings.Contains(s, emptyChainSvc) {
 		t.Error("stale chain of a Service deleted while stopped survived the restart")
 	}
-	if n := strings.Count(s, "-A PREROUTING -m comment --comment \"kubelab service portals\" -j KUBELAB-SERVICES"); n != 1 {
+	if n := strings.Count(s, "-A PREROUTING -m comment --comment \"kubelab service portals\" -j KUBELAB-SERVICES"); mode == ModeIptables && n != 1 {
 		t.Errorf("PREROUTING jump present %d times, want 1", n)
 	}
 }
@@ -387,8 +400,11 @@ func TestRestartKeepsConnections(t *testing.T) {
 // TestUDPConntrackFlush: when a UDP endpoint goes away, a client that keeps
 // sending on the same 5-tuple is moved to the new endpoint instead of being
 // stuck on a conntrack entry to the old one.
-func TestUDPConntrackFlush(t *testing.T) {
+func TestUDPConntrackFlush(t *testing.T) { forModes(t, testUDPConntrackFlush) }
+
+func testUDPConntrackFlush(t *testing.T, mode string) {
 	w := newDataPathWorld(t)
+	w.l.mode = mode
 	l := w.l
 	n1 := l.nodes[0]
 	ctx := context.Background()

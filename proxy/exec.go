@@ -202,6 +202,11 @@ func (t *ipt) ensureJumps() error {
 func (t *ipt) cleanup() error {
 	var errs []string
 	for _, j := range jumps {
+		// A jump to a chain that does not exist cannot exist either (and
+		// iptables -C fails on it).
+		if ok, err := t.lib.ChainExists(j.table, j.spec[len(j.spec)-1]); err != nil || !ok {
+			continue
+		}
 		if err := t.lib.DeleteIfExists(j.table, j.chain, j.spec...); err != nil {
 			errs = append(errs, err.Error())
 		}

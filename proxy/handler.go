@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -29,7 +30,8 @@ type PortExplanation struct {
 // Explanation is the body of /kubelab/services.
 type Explanation struct {
 	Node                         string            `json:"node"`
-	Backend                      Backend           `json:"backend"`
+	Mode                         string            `json:"mode"`
+	Backend                      Backend           `json:"backend,omitempty"`
 	NoLocalEndpoints             string            `json:"noLocalEndpoints"`
 	ServiceInternalTrafficPolicy bool              `json:"serviceInternalTrafficPolicyGate"`
 	Syncs                        int               `json:"syncs"`
@@ -41,7 +43,7 @@ type Explanation struct {
 func (p *Proxier) Explain() Explanation {
 	p.stateMu.RLock()
 	defer p.stateMu.RUnlock()
-	e := Explanation{Node: p.cfg.NodeName, Backend: p.cfg.Backend, NoLocalEndpoints: p.cfg.NoLocalEndpoints,
+	e := Explanation{Node: p.cfg.NodeName, Mode: p.cfg.Mode, Backend: p.cfg.Backend, NoLocalEndpoints: p.cfg.NoLocalEndpoints,
 		ServiceInternalTrafficPolicy: p.cfg.ServiceInternalTrafficPolicy, Syncs: p.syncs, Services: []PortExplanation{}}
 	if p.lastErr != nil {
 		e.LastError = p.lastErr.Error()
@@ -60,6 +62,14 @@ func (p *Proxier) Explain() Explanation {
 			NodePort: sp.NodePort, ExternalIPs: sp.ExternalIPs, LoadBalancerIPs: sp.LoadBalancerIPs,
 			InternalTrafficPolicy: itp, SessionAffinity: aff, Internal: ps.choice.Internal, External: ps.choice.External,
 			SVCChain: svcChain(sp.Key())}
+		if p.nft {
+			pe.SVCChain = ""
+			for _, el := range ps.nft.Elems {
+				if el.Map == nftServiceIPs && strings.HasPrefix(el.Key, sp.ClusterIP+" ") {
+					pe.SVCChain = strings.TrimPrefix(el.Value, "goto ")
+				}
+			}
+		}
 		if sp.HasExternal() {
 			pe.ExternalTrafficPolicy = string(sp.ExternalTrafficPolicy)
 			if pe.ExternalTrafficPolicy == "" {
@@ -81,7 +91,7 @@ func (p *Proxier) Explain() Explanation {
 }
 
 // Handler serves GET /kubelab/services (JSON Explanation) and
-// GET /kubelab/ruleset (the iptables-restore text of the current ruleset).
+// GET /kubelab/ruleset (the current ruleset as iptables-restore or nft input).
 func (p *Proxier) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /kubelab/services", func(w http.ResponseWriter, r *http.Request) {
@@ -92,7 +102,7 @@ func (p *Proxier) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /kubelab/ruleset", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte(p.Ruleset().Text()))
+		_, _ = w.Write([]byte(p.RulesetText()))
 	})
 	return mux
 }

@@ -32,6 +32,7 @@ type lab struct {
 	nodes  []*labNode
 	ext    string
 	npods  int
+	mode   string // proxy mode for runProxier ("" = the default)
 }
 
 type labNode struct {
@@ -284,7 +285,7 @@ func (l *lab) runProxier(n *labNode, client kubernetes.Interface, mod func(*Conf
 	cfg := Config{
 		NodeName: n.name, NodeIP: net.ParseIP(n.ip), ClusterCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/12",
 		ServiceInternalTrafficPolicy: true, MinSyncInterval: 10 * time.Millisecond, FullSyncInterval: time.Hour,
-		Executor: NetnsExecutor(n.ns, t.TempDir()),
+		Executor: NetnsExecutor(n.ns, t.TempDir()), Mode: l.mode,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -343,4 +344,27 @@ func waitGone(t testing.TB, p *Proxier, svc string) {
 
 func iptablesSave(t testing.TB, ns string) string {
 	return sh(t, "ip", "netns", "exec", ns, "iptables-save")
+}
+
+// rulesDump is everything netfilter holds in ns: iptables-save and the
+// nftables ruleset (kubelab's own table included).
+func rulesDump(t testing.TB, ns string) string {
+	return iptablesSave(t, ns) + sh(t, "ip", "netns", "exec", ns, "nft", "list", "ruleset")
+}
+
+// forModes runs a data path test once per proxy mode.
+func forModes(t *testing.T, f func(t *testing.T, mode string)) {
+	for _, m := range []string{ModeIptables, ModeNftables} {
+		t.Run(m, func(t *testing.T) { f(t, m) })
+	}
+}
+
+// portMarker is a string present in the dumped rules exactly while the
+// port's DNAT rules are installed: its SVC chain (iptables), or the comment
+// of its ClusterIP element in service-ips (nftables).
+func portMarker(mode string, sp ServicePort) string {
+	if mode == ModeNftables {
+		return `"` + sp.String() + ` cluster IP"`
+	}
+	return svcChain(sp.Key())
 }

@@ -76,6 +76,16 @@ type refusalCounter struct {
 // observeCountersLocked reads the filter table with counters and folds the
 // increase since the last read into the totals. counters.mu must be held.
 func (p *Proxier) observeCountersLocked(ctx context.Context) error {
+	if p.nft {
+		rs, err := p.nftRefusals(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			p.counters.observeOne(r)
+		}
+		return nil
+	}
 	save, err := p.ipt.save(ctx, "filter", true)
 	if err != nil {
 		return err
@@ -86,10 +96,14 @@ func (p *Proxier) observeCountersLocked(ctx context.Context) error {
 
 func (rc *refusalCounter) observe(save string) {
 	for _, line := range strings.Split(save, "\n") {
-		r, ok := parseRefusal(line)
-		if !ok {
-			continue
+		if r, ok := parseRefusal(line); ok {
+			rc.observeOne(r)
 		}
+	}
+}
+
+func (rc *refusalCounter) observeOne(r refusal) {
+	{
 		id := r.chain + "|" + r.comment + "|" + r.action
 		prev := rc.last[id]
 		d := r.packets - prev

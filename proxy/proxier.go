@@ -46,8 +46,14 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Executor runs iptables, conntrack and sysctl (default HostExecutor()).
 	Executor Executor
-	// Backend forces "nft" or "legacy"; empty detects it.
+	// Backend forces the iptables flavour, "nft" or "legacy"; empty detects
+	// it. Only for Mode iptables.
 	Backend Backend
+	// Mode is the data path: "iptables" (the default: iptables-restore, chains
+	// per Service like kube-proxy's iptables mode), "nftables" (one `nft -f`
+	// transaction per sync, map-based dispatch that scales to 10,000s of
+	// Services; see nftables.go) or "auto" (nftables when the nft tool exists).
+	Mode string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -79,13 +85,31 @@ type Proxier struct {
 	syncs    int
 	lastErr  error
 
+	nlInternal, nlExternal int // ports without local endpoints, for metrics
+
+	// nftables mode (nft is true): what the kernel holds besides per-port
+	// objects, so a partial sync writes only differences.
+	nft       bool
+	nftLB     map[string]bool   // shared balancing chains present
+	nftHair   map[string]int    // endpoint IP -> ports using it (hairpin set)
+	nftFilter map[string]string // refusal chain -> rules last written
+
 	counters refusalCounter
 }
 
 type portState struct {
 	sp     ServicePort
 	choice Choice
-	rules  PortRules
+	rules  PortRules // iptables mode
+	nft    NftPort   // nftables mode
+}
+
+// targets are the DNAT target IPs of whichever mode rendered the port.
+func (ps *portState) targets() []string {
+	if ps.rules.Targets != nil {
+		return ps.rules.Targets
+	}
+	return ps.nft.Targets
 }
 
 // New validates cfg, detects the iptables backend and returns a Proxier.
@@ -124,18 +148,41 @@ func New(client kubernetes.Interface, cfg Config) (*Proxier, error) {
 		cfg.Logger = slog.Default()
 	}
 	ctx := context.Background()
-	if cfg.Backend == "" {
-		b, err := DetectBackend(ctx, cfg.Executor)
-		if err != nil {
-			return nil, err
+	switch cfg.Mode {
+	case "", ModeIptables:
+		cfg.Mode = ModeIptables
+	case ModeNftables:
+		if _, err := cfg.Executor.ToolPath("nft"); err != nil {
+			return nil, fmt.Errorf("proxy: mode nftables: %w", err)
 		}
-		cfg.Backend = b
+	case ModeAuto:
+		cfg.Mode = ModeIptables
+		if _, err := cfg.Executor.ToolPath("nft"); err == nil {
+			cfg.Mode = ModeNftables
+		}
+	default:
+		return nil, fmt.Errorf("proxy: Mode must be iptables, nftables or auto, not %q", cfg.Mode)
 	}
-	t, err := newIPT(ctx, cfg.Executor, cfg.Backend)
+	// The iptables tools are needed in iptables mode, and in nftables mode
+	// only to remove rules an iptables-mode run left behind.
+	var t *ipt
+	b, err := cfg.Backend, error(nil)
+	if b == "" {
+		b, err = DetectBackend(ctx, cfg.Executor)
+	}
+	if err == nil {
+		t, err = newIPT(ctx, cfg.Executor, b)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
+		if cfg.Mode == ModeIptables {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		b = ""
 	}
+	cfg.Backend = b
 	p := &Proxier{
+		nft:   cfg.Mode == ModeNftables,
+		nftLB: map[string]bool{}, nftHair: map[string]int{}, nftFilter: map[string]string{},
 		cfg: cfg, client: client, ipt: t, log: cfg.Logger.With("component", "proxy"),
 		services: map[string]*corev1.Service{},
 		slices:   map[string]map[string]*discovery.EndpointSlice{},
@@ -158,6 +205,16 @@ func New(client kubernetes.Interface, cfg Config) (*Proxier, error) {
 	return p, nil
 }
 
+// The data path modes (Config.Mode).
+const (
+	ModeIptables = "iptables"
+	ModeNftables = "nftables"
+	ModeAuto     = "auto"
+)
+
+// Mode reports the data path in use, "iptables" or "nftables".
+func (p *Proxier) Mode() string { return p.cfg.Mode }
+
 // Backend reports the iptables backend in use.
 func (p *Proxier) Backend() Backend { return p.cfg.Backend }
 
@@ -165,7 +222,7 @@ func (p *Proxier) Backend() Backend { return p.cfg.Backend }
 // ctx ends. Rules stay in place when it returns (connections keep working
 // across an agent restart); Cleanup removes them.
 func (p *Proxier) Run(ctx context.Context) error {
-	p.log.Info("starting service proxy", "node", p.cfg.NodeName, "backend", p.cfg.Backend,
+	p.log.Info("starting service proxy", "node", p.cfg.NodeName, "mode", p.cfg.Mode, "backend", p.cfg.Backend,
 		"clusterCIDR", p.cfg.ClusterCIDR, "serviceCIDR", p.cfg.ServiceCIDR, "noLocalEndpoints", p.cfg.NoLocalEndpoints,
 		"itpGate", p.cfg.ServiceInternalTrafficPolicy)
 	f := informers.NewSharedInformerFactory(p.client, 0)
@@ -337,13 +394,20 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	// Compute new per-port state for the affected Services.
 	newPorts := map[string]*portState{}
 	newSvcPorts := map[string][]string{}
+	changed := make(map[string]bool, len(inputs))
 	for k, in := range inputs {
+		changed[k] = true
 		var pk []string
 		if in.svc != nil {
 			for _, sp := range servicePorts(in.svc) {
 				eps := endpointsFor(in.slices, sp.PortName, sp.Protocol)
 				c := Choose(sp, eps, p.cfg.NodeName, p.cfg.ServiceInternalTrafficPolicy)
-				ps := &portState{sp: sp, choice: c, rules: RenderPort(sp, c, p.rcfg)}
+				ps := &portState{sp: sp, choice: c}
+				if p.nft {
+					ps.nft = RenderPortNft(sp, c, p.rcfg)
+				} else {
+					ps.rules = RenderPort(sp, c, p.rcfg)
+				}
 				newPorts[sp.Key()] = ps
 				pk = append(pk, sp.Key())
 			}
@@ -351,10 +415,109 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		newSvcPorts[k] = pk
 	}
 
+	var res applyResult
+	var err error
+	if p.nft {
+		res, err = p.applyNft(ctx, full, changed, newPorts)
+	} else {
+		res, err = p.applyIptables(ctx, full, changed, newPorts)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if full && !p.booted {
+		p.cleanupOtherMode(ctx)
+		if p.rcfg.NodeIP != "" {
+			if err := setRouteLocalnet(ctx, p.cfg.Executor); err != nil {
+				p.log.Warn("cannot enable route_localnet; NodePorts on 127.0.0.1 will not work", "err", err)
+			}
+		}
+	}
+
+	// Commit the new state.
+	p.stateMu.Lock()
+	countNoLocal := func(ps *portState, d int) {
+		if ps.choice.Internal.Verdict == VerdictNoLocalEndpoints {
+			p.nlInternal += d
+		}
+		if ps.choice.External != nil && ps.choice.External.Verdict == VerdictNoLocalEndpoints {
+			p.nlExternal += d
+		}
+	}
+	for k := range inputs {
+		for _, old := range p.svcPorts[k] {
+			countNoLocal(p.ports[old], -1)
+			delete(p.ports, old)
+		}
+		delete(p.svcPorts, k)
+		if len(newSvcPorts[k]) > 0 {
+			p.svcPorts[k] = newSvcPorts[k]
+		}
+	}
+	for k, ps := range newPorts {
+		p.ports[k] = ps
+		countNoLocal(ps, 1)
+	}
+	if res.written != nil {
+		p.written = res.written
+	}
+	p.booted = true
+	p.syncs++
+	p.lastErr = nil
+	nlInternal, nlExternal := p.nlInternal, p.nlExternal
+	p.stateMu.Unlock()
+
+	p.flushConntrack(ctx, res.udpOld, newPorts)
+
+	d := time.Since(start).Seconds()
+	p.m.syncDuration.Observe(d)
+	if full {
+		p.m.fullDuration.Observe(d)
+	} else {
+		p.m.partialDuration.Observe(d)
+	}
+	p.m.lastTimestamp.SetToCurrentTime()
+	if res.nat >= 0 {
+		p.m.rules.WithLabelValues("nat").Set(float64(res.nat))
+		p.m.rules.WithLabelValues("filter").Set(float64(res.filter))
+	}
+	p.m.noLocal.WithLabelValues("internal").Set(float64(nlInternal))
+	p.m.noLocal.WithLabelValues("external").Set(float64(nlExternal))
+	p.log.Debug("synced proxy rules", "kind", syncKind(full), "services", len(inputs), "bytes", res.bytes, "took", time.Since(start))
+	return nil
+}
+
+// applyResult is what a backend's apply reports back to Sync.
+type applyResult struct {
+	udpOld      []*portState      // UDP ports rewritten or removed (conntrack)
+	written     map[string]string // iptables: shared chains as written
+	nat, filter int               // rule counts (-1: unchanged)
+	bytes       int
+}
+
+// oldUDPPorts lists the programmed UDP ports of the changed Services, whose
+// DNAT targets may have gone. stateMu must be held.
+func (p *Proxier) oldUDPPortsLocked(changed map[string]bool) (udpOld []*portState) {
+	for k := range changed {
+		for _, old := range p.svcPorts[k] {
+			ops := p.ports[old]
+			if ops.sp.Protocol == corev1.ProtocolUDP {
+				udpOld = append(udpOld, ops)
+			}
+		}
+	}
+	return udpOld
+}
+
+// applyIptables writes the iptables ruleset (full) or the changed Services'
+// chains and the shared chains that changed (partial) in one
+// iptables-restore --noflush transaction.
+func (p *Proxier) applyIptables(ctx context.Context, full bool, inputs map[string]bool, newPorts map[string]*portState) (applyResult, error) {
+	res := applyResult{}
 	p.stateMu.RLock()
 	var natW []Chain
 	var natDel []string
-	var udpOld []*portState // UDP ports whose DNAT targets may have gone
+	res.udpOld = p.oldUDPPortsLocked(inputs)
 	for k := range inputs {
 		for _, old := range p.svcPorts[k] {
 			ops := p.ports[old]
@@ -369,9 +532,6 @@ func (p *Proxier) Sync(ctx context.Context) error {
 				if !keep[c.Name] {
 					natDel = append(natDel, c.Name)
 				}
-			}
-			if ops.sp.Protocol == corev1.ProtocolUDP {
-				udpOld = append(udpOld, ops)
 			}
 		}
 	}
@@ -435,7 +595,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		natDel = natDel[:0]
 		save, err := p.ipt.save(ctx, "nat", false)
 		if err != nil {
-			return fail(fmt.Errorf("list nat chains: %w", err))
+			return res, fmt.Errorf("list nat chains: %w", err)
 		}
 		for _, c := range existingChains(save) {
 			if !want[c] {
@@ -448,7 +608,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		}
 		save, err = p.ipt.save(ctx, "filter", false)
 		if err != nil {
-			return fail(fmt.Errorf("list filter chains: %w", err))
+			return res, fmt.Errorf("list filter chains: %w", err)
 		}
 		for _, c := range existingChains(save) {
 			if !fwant[c] {
@@ -469,6 +629,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	writeTable(&b, "filter", filterW, filterDel)
 	writeTable(&b, "nat", natAll, natDel)
 	text := b.String()
+	res.bytes = len(text)
 
 	if text != "" {
 		p.counters.mu.Lock()
@@ -486,77 +647,27 @@ func (p *Proxier) Sync(ctx context.Context) error {
 		}
 		p.counters.mu.Unlock()
 		if err != nil {
-			return fail(fmt.Errorf("iptables-restore (%s sync): %w", syncKind(full), err))
+			return res, fmt.Errorf("iptables-restore (%s sync): %w", syncKind(full), err)
 		}
 	}
 	if full {
 		if err := p.ipt.ensureJumps(); err != nil {
-			return fail(err)
-		}
-		if !p.booted && p.rcfg.NodeIP != "" {
-			if err := setRouteLocalnet(ctx, p.cfg.Executor); err != nil {
-				p.log.Warn("cannot enable route_localnet; NodePorts on 127.0.0.1 will not work", "err", err)
-			}
+			return res, err
 		}
 	}
-
-	// Commit the new state.
-	p.stateMu.Lock()
-	for k := range inputs {
-		for _, old := range p.svcPorts[k] {
-			delete(p.ports, old)
-		}
-		delete(p.svcPorts, k)
-		if len(newSvcPorts[k]) > 0 {
-			p.svcPorts[k] = newSvcPorts[k]
-		}
-	}
-	for k, ps := range newPorts {
-		p.ports[k] = ps
-	}
-	p.written = written
-	p.booted = true
-	p.syncs++
-	p.lastErr = nil
-	var nlInternal, nlExternal int
-	for _, ps := range p.ports {
-		if ps.choice.Internal.Verdict == VerdictNoLocalEndpoints {
-			nlInternal++
-		}
-		if ps.choice.External != nil && ps.choice.External.Verdict == VerdictNoLocalEndpoints {
-			nlExternal++
-		}
-	}
-	p.stateMu.Unlock()
-
-	p.flushConntrack(ctx, udpOld, newPorts)
-
-	d := time.Since(start).Seconds()
-	p.m.syncDuration.Observe(d)
-	if full {
-		p.m.fullDuration.Observe(d)
-	} else {
-		p.m.partialDuration.Observe(d)
-	}
-	p.m.lastTimestamp.SetToCurrentTime()
-	var nNat, nFilter int
+	res.written = written
 	for _, ps := range all {
 		for _, c := range ps.NatChains {
-			nNat += len(c.Rules)
+			res.nat += len(c.Rules)
 		}
 	}
 	for _, c := range topNat {
-		nNat += len(c.Rules)
+		res.nat += len(c.Rules)
 	}
 	for _, c := range topFilter {
-		nFilter += len(c.Rules)
+		res.filter += len(c.Rules)
 	}
-	p.m.rules.WithLabelValues("nat").Set(float64(nNat))
-	p.m.rules.WithLabelValues("filter").Set(float64(nFilter))
-	p.m.noLocal.WithLabelValues("internal").Set(float64(nlInternal))
-	p.m.noLocal.WithLabelValues("external").Set(float64(nlExternal))
-	p.log.Debug("synced proxy rules", "kind", syncKind(full), "services", len(inputs), "bytes", len(text), "took", time.Since(start))
-	return nil
+	return res, nil
 }
 
 func syncKind(full bool) string {
@@ -576,12 +687,12 @@ func (p *Proxier) flushConntrack(ctx context.Context, old []*portState, newPorts
 		nps := newPorts[ops.sp.Key()]
 		var now []string
 		if nps != nil {
-			now = nps.rules.Targets
+			now = nps.targets()
 		}
 		dsts := []string{ops.sp.ClusterIP}
 		dsts = append(dsts, ops.sp.ExternalIPs...)
 		dsts = append(dsts, ops.sp.LoadBalancerIPs...)
-		for _, ip := range ops.rules.Targets {
+		for _, ip := range ops.targets() {
 			if slices.Contains(now, ip) {
 				continue
 			}
@@ -598,12 +709,12 @@ func (p *Proxier) flushConntrack(ctx context.Context, old []*portState, newPorts
 		}
 	}
 	for _, nps := range newPorts {
-		if nps.sp.Protocol != corev1.ProtocolUDP || len(nps.rules.Targets) == 0 {
+		if nps.sp.Protocol != corev1.ProtocolUDP || len(nps.targets()) == 0 {
 			continue
 		}
 		var had bool
 		for _, ops := range old {
-			if ops.sp.Key() == nps.sp.Key() && len(ops.rules.Targets) > 0 {
+			if ops.sp.Key() == nps.sp.Key() && len(ops.targets()) > 0 {
 				had = true
 			}
 		}
@@ -620,21 +731,48 @@ func (p *Proxier) flushConntrack(ctx context.Context, old []*portState, newPorts
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.syncMu.Lock()
 	defer p.syncMu.Unlock()
-	if err := p.ipt.cleanup(); err != nil {
+	var errs []error
+	if p.ipt != nil {
+		errs = append(errs, p.ipt.cleanup())
+	}
+	errs = append(errs, nftCleanup(ctx, p.cfg.Executor))
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	p.stateMu.Lock()
 	p.ports, p.svcPorts, p.written, p.booted = map[string]*portState{}, map[string][]string{}, map[string]string{}, false
+	p.nftLB, p.nftHair, p.nftFilter = map[string]bool{}, map[string]int{}, map[string]string{}
+	p.nlInternal, p.nlExternal = 0, 0
 	p.stateMu.Unlock()
 	return nil
 }
 
-// Cleanup removes everything kubelab installed, from both backends, without
-// needing an API client (for `kubelab agent --cleanup`).
+// cleanupOtherMode removes what a run in the other mode left, so the two
+// data paths never both answer (as kube-proxy does when switching modes).
+func (p *Proxier) cleanupOtherMode(ctx context.Context) {
+	var err error
+	if p.nft {
+		if p.ipt != nil {
+			err = cleanupIptables(ctx, p.cfg.Executor)
+		}
+	} else {
+		err = nftCleanup(ctx, p.cfg.Executor)
+	}
+	if err != nil {
+		p.log.Warn("remove rules of the other proxy mode", "err", err)
+	}
+}
+
+// Cleanup removes everything kubelab installed, in both modes and from both
+// iptables backends, without needing an API client (`kubelab agent --cleanup`).
 func Cleanup(ctx context.Context, ex Executor) error {
 	if ex == nil {
 		ex = HostExecutor()
 	}
+	return errors.Join(cleanupIptables(ctx, ex), nftCleanup(ctx, ex))
+}
+
+func cleanupIptables(ctx context.Context, ex Executor) error {
 	var errs []error
 	for _, b := range []Backend{"nft", "legacy"} {
 		if _, err := ex.ToolPath("iptables-" + string(b)); err != nil {
@@ -652,7 +790,21 @@ func Cleanup(ctx context.Context, ex Executor) error {
 	return errors.Join(errs...)
 }
 
-// Ruleset returns the full ruleset as currently programmed.
+// RulesetText returns the current ruleset as the tool's input: the
+// iptables-restore text, or in nftables mode the `nft -f` script of a full
+// sync.
+func (p *Proxier) RulesetText() string {
+	if !p.nft {
+		return p.Ruleset().Text()
+	}
+	p.stateMu.RLock()
+	ports := p.allNftPortsLocked(nil, nil)
+	p.stateMu.RUnlock()
+	return (&NftRuleset{Cfg: p.rcfg, Ports: ports}).Script(nil, nil)
+}
+
+// Ruleset returns the full iptables ruleset as currently programmed
+// (iptables mode; empty in nftables mode).
 func (p *Proxier) Ruleset() *Ruleset {
 	p.stateMu.RLock()
 	defer p.stateMu.RUnlock()

@@ -1,0 +1,371 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// nft runs `nft` with args and the given script on stdin (nil: none).
+func (p *Proxier) runNft(ctx context.Context, script []byte, args ...string) ([]byte, error) {
+	return run(ctx, p.cfg.Executor, script, "nft", args...)
+}
+
+func isNoTable(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "No such file or directory")
+}
+
+// nftExisting lists the chains and sets of the kubelab table in the kernel
+// (without their contents: the maps hold ~100k elements at scale).
+func (p *Proxier) nftExisting(ctx context.Context) (chains, sets []string, err error) {
+	out, err := p.runNft(ctx, nil, "list", "chains", nftFamily)
+	if err != nil {
+		return nil, nil, err
+	}
+	chains, _ = parseNftNames(string(out))
+	out, err = p.runNft(ctx, nil, "-t", "list", "sets", nftFamily)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, sets = parseNftNames(string(out))
+	return chains, sets, nil
+}
+
+// allNftPortsLocked returns every port's nft objects after this sync, in
+// key order. stateMu must be held (read).
+func (p *Proxier) allNftPortsLocked(changed map[string]bool, newPorts map[string]*portState) []*NftPort {
+	keys := make([]string, 0, len(p.ports)+len(newPorts))
+	for k, ps := range p.ports {
+		if !changed[svcOfPort(ps.sp)] {
+			keys = append(keys, k)
+		}
+	}
+	for k := range newPorts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]*NftPort, len(keys))
+	for i, k := range keys {
+		if ps, ok := newPorts[k]; ok {
+			out[i] = &ps.nft
+		} else {
+			out[i] = &p.ports[k].nft
+		}
+	}
+	return out
+}
+
+// applyNft programs the nftables backend in one `nft -f` transaction: a
+// full sync rewrites the whole table (flushing rules and shared maps, keeping
+// affinity sets, deleting stale objects); a partial sync deletes and adds
+// only the changed Services' map elements and chains.
+func (p *Proxier) applyNft(ctx context.Context, full bool, changed map[string]bool, newPorts map[string]*portState) (applyResult, error) {
+	res := applyResult{nat: -1}
+	p.stateMu.RLock()
+	res.udpOld = p.oldUDPPortsLocked(changed)
+	var olds []*NftPort
+	for k := range changed {
+		for _, old := range p.svcPorts[k] {
+			olds = append(olds, &p.ports[old].nft)
+		}
+	}
+	var news []*NftPort
+	for _, ps := range newPorts {
+		news = append(news, &ps.nft)
+	}
+	sort.Slice(news, func(i, j int) bool { return news[i].Key < news[j].Key })
+	refusals := full
+	for _, np := range append(olds, news...) {
+		refusals = refusals || len(np.FilterServices)+len(np.FilterExternal) > 0
+	}
+	var all []*NftPort
+	if full || refusals {
+		all = p.allNftPortsLocked(changed, newPorts)
+	}
+	p.stateMu.RUnlock()
+
+	var script string
+	var filter map[string]string
+	if full {
+		rs := &NftRuleset{Cfg: p.rcfg, Ports: all}
+		chains, sets, err := p.nftExisting(ctx)
+		if err != nil {
+			return res, fmt.Errorf("list nft objects: %w", err)
+		}
+		wantC, wantS := rs.Names()
+		var staleC, staleS []string
+		for _, c := range chains {
+			if !wantC[c] {
+				staleC = append(staleC, c)
+			}
+		}
+		for _, s := range sets {
+			if !wantS[s] {
+				staleS = append(staleS, s)
+			}
+		}
+		script = rs.Script(staleC, staleS)
+		fs, fe := rs.filterRules()
+		filter = map[string]string{nftFilterSvc: strings.Join(fs, "\n"), nftFilterExt: strings.Join(fe, "\n")}
+		res.nat, res.filter = 0, len(fs)+len(fe)
+		for _, np := range all {
+			res.nat += len(np.Elems)
+			for _, c := range np.Chains {
+				res.nat += len(c.Rules)
+			}
+		}
+	} else {
+		var b strings.Builder
+		var err error
+		filter, err = p.nftPartial(&b, olds, news, all, refusals)
+		if err != nil {
+			return res, err
+		}
+		script = b.String()
+	}
+	res.bytes = len(script)
+	if script == "" {
+		return res, nil
+	}
+
+	rewritesFilter := false
+	for c, t := range filter {
+		if old, ok := p.nftFilter[c]; full || !ok || old != t {
+			rewritesFilter = true
+		}
+	}
+	p.counters.mu.Lock()
+	if rewritesFilter {
+		// Fold in the packet counts of refusal rules about to be replaced.
+		if err := p.observeCountersLocked(ctx); err != nil {
+			p.log.Debug("read refusal counters", "err", err)
+		}
+	}
+	_, err := p.runNft(ctx, []byte(script), "-f", "-")
+	if err == nil && rewritesFilter {
+		for c := range filter {
+			p.counters.resetChainLocked(c)
+		}
+	}
+	p.counters.mu.Unlock()
+	if err != nil {
+		return res, fmt.Errorf("nft (%s sync): %w", syncKind(full), err)
+	}
+
+	// The kernel now holds what we wrote: remember the shared objects.
+	if full {
+		p.nftLB, p.nftHair = map[string]bool{}, map[string]int{}
+		for _, np := range all {
+			for _, l := range np.LB {
+				p.nftLB[l] = true
+			}
+			for _, ip := range np.Targets {
+				p.nftHair[ip]++
+			}
+		}
+	} else {
+		for _, np := range olds {
+			for _, ip := range np.Targets {
+				if p.nftHair[ip]--; p.nftHair[ip] <= 0 {
+					delete(p.nftHair, ip)
+				}
+			}
+		}
+		for _, np := range news {
+			for _, l := range np.LB {
+				p.nftLB[l] = true
+			}
+			for _, ip := range np.Targets {
+				p.nftHair[ip]++
+			}
+		}
+	}
+	for c, t := range filter {
+		p.nftFilter[c] = t
+	}
+	return res, nil
+}
+
+// nftPartial writes the partial-sync transaction for the changed ports.
+// Order matters inside the transaction: elements and rules that reference a
+// chain or set go before the chain or set is deleted.
+func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, refusals bool) (map[string]string, error) {
+	oldE, newE := map[string]NftElem{}, map[string]NftElem{}
+	for _, np := range olds {
+		for _, e := range np.Elems {
+			oldE[e.id()] = e
+		}
+	}
+	for _, np := range news {
+		for _, e := range np.Elems {
+			newE[e.id()] = e
+		}
+	}
+	var del, add []NftElem
+	for id, e := range oldE {
+		if n, ok := newE[id]; !ok || n.Value != e.Value || n.Comment != e.Comment {
+			del = append(del, e)
+		}
+	}
+	for id, e := range newE {
+		if o, ok := oldE[id]; !ok || o.Value != e.Value || o.Comment != e.Comment {
+			add = append(add, e)
+		}
+	}
+	// Hairpin set: endpoint IPs whose use count goes to or from zero.
+	delta := map[string]int{}
+	for _, np := range olds {
+		for _, ip := range np.Targets {
+			delta[ip]--
+		}
+	}
+	for _, np := range news {
+		for _, ip := range np.Targets {
+			delta[ip]++
+		}
+	}
+	for ip, d := range delta {
+		before := p.nftHair[ip]
+		after := before + d
+		switch {
+		case before > 0 && after <= 0:
+			del = append(del, NftElem{Map: nftHairpin, Key: ip + " . " + ip})
+		case before <= 0 && after > 0:
+			add = append(add, NftElem{Map: nftHairpin, Key: ip + " . " + ip})
+		}
+	}
+	sortElems(del)
+	sortElems(add)
+
+	// Chains and sets per port: a port whose chains changed at all gets all
+	// of them flushed and rewritten (they reference each other).
+	oldC, newC := map[string]string{}, map[string]string{}
+	oldS, newS := map[string]bool{}, map[string]bool{}
+	for _, np := range olds {
+		for _, c := range np.Chains {
+			oldC[c.Name] = strings.Join(c.Rules, "\n")
+		}
+		for _, s := range np.Sets {
+			oldS[s.Name] = true
+		}
+	}
+	var write []Chain
+	var decls []string
+	for _, np := range news {
+		for _, c := range np.Chains {
+			newC[c.Name] = strings.Join(c.Rules, "\n")
+		}
+		for _, s := range np.Sets {
+			newS[s.Name] = true
+			if !oldS[s.Name] {
+				decls = append(decls, nftSetDecl(s))
+			}
+		}
+	}
+	same := len(oldC) == len(newC)
+	for n, t := range newC {
+		same = same && oldC[n] == t
+	}
+	var flush, delC, delS []string
+	if !same {
+		flush = sortedKeys(toSet(oldC))
+		for _, np := range news {
+			write = append(write, np.Chains...)
+		}
+		for n := range oldC {
+			if _, ok := newC[n]; !ok {
+				delC = append(delC, n)
+			}
+		}
+		sort.Strings(delC)
+	}
+	for s := range oldS {
+		if !newS[s] {
+			delS = append(delS, s)
+		}
+	}
+	sort.Strings(delS)
+	var lbs []Chain
+	seenLB := map[string]bool{}
+	for _, np := range news {
+		for _, l := range np.LB {
+			if !p.nftLB[l] && !seenLB[l] {
+				seenLB[l] = true
+				lbs = append(lbs, Chain{Name: l, Rules: nftLBRules(l, p.rcfg)})
+			}
+		}
+	}
+	filter := map[string]string{}
+	var fw []Chain
+	if refusals {
+		rs := &NftRuleset{Cfg: p.rcfg, Ports: all}
+		fs, fe := rs.filterRules()
+		for _, c := range []Chain{{Name: nftFilterSvc, Rules: fs}, {Name: nftFilterExt, Rules: fe}} {
+			t := strings.Join(c.Rules, "\n")
+			if old, ok := p.nftFilter[c.Name]; !ok || old != t {
+				filter[c.Name] = t
+				fw = append(fw, c)
+				flush = append(flush, c.Name)
+			}
+		}
+	}
+
+	writeNftElems(b, "delete", del)
+	for _, c := range flush {
+		fmt.Fprintf(b, "flush chain %s %s %s\n", nftFamily, nftTable, c)
+	}
+	for _, c := range delC {
+		fmt.Fprintf(b, "delete chain %s %s %s\n", nftFamily, nftTable, c)
+	}
+	for _, s := range delS {
+		fmt.Fprintf(b, "delete set %s %s %s\n", nftFamily, nftTable, s)
+	}
+	writeNftBlock(b, decls, append(append(lbs, write...), fw...))
+	writeNftElems(b, "add", add)
+	return filter, nil
+}
+
+func toSet(m map[string]string) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
+}
+
+func sortElems(es []NftElem) {
+	sort.Slice(es, func(i, j int) bool { return es[i].id() < es[j].id() })
+}
+
+// nftCleanup deletes the kubelab table (everything the nftables mode made).
+func nftCleanup(ctx context.Context, ex Executor) error {
+	if _, err := ex.ToolPath("nft"); err != nil {
+		return nil
+	}
+	_, err := run(ctx, ex, nil, "nft", "delete", "table", nftFamily, nftTable)
+	if isNoTable(err) {
+		return nil
+	}
+	return err
+}
+
+// nftRefusals reads the refusal chains with their counters.
+func (p *Proxier) nftRefusals(ctx context.Context) ([]refusal, error) {
+	var out []refusal
+	for _, c := range []string{nftFilterSvc, nftFilterExt} {
+		text, err := p.runNft(ctx, nil, "list", "chain", nftFamily, nftTable, c)
+		if isNoTable(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(string(text), "\n") {
+			if r, ok := parseNftRefusal(c, strings.TrimSpace(line)); ok {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
