@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,6 +119,41 @@ func TestOrphanAndForegroundDeletion(t *testing.T) {
 		}
 		if got[len(got)-1] != "replicaset/"+rsName {
 			t.Fatalf("deletion order %v: the ReplicaSet did not go last", got)
+		}
+		return nil
+	})
+
+	// A foreground-deleted Deployment unwinds from the leaves: pods, then
+	// its ReplicaSet (itself deleted in the foreground), then the Deployment.
+	chain := webDeployment("default", 2)
+	chain.Name = "chain"
+	chain.Spec.Selector.MatchLabels = map[string]string{"app": "chain"}
+	chain.Spec.Template.Labels = map[string]string{"app": "chain"}
+	if _, err := client.AppsV1().Deployments("default").Create(ctx, chain, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "chain's 2 pods", func() error {
+		pods, err := client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=chain"})
+		if err != nil || len(pods.Items) != 2 {
+			return fmt.Errorf("%v (%v)", pods, err)
+		}
+		return nil
+	})
+	dw, err := client.AppsV1().Deployments("default").Watch(ctx, metav1.ListOptions{ResourceVersion: rv(client.AppsV1().Deployments("default").List(ctx, metav1.ListOptions{}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	order.follow(t, "deployment", dw)
+	before := len(order.snapshot())
+	// kubectl waits here until the Deployment is gone.
+	inst.MustKubectl(t, "delete", "deployment", "chain", "--cascade=foreground", "--timeout=60s")
+	waitFor(t, "the Deployment deleted last", func() error {
+		got := order.snapshot()[before:]
+		if len(got) < 4 {
+			return fmt.Errorf("deletions so far %v", got)
+		}
+		if got[len(got)-1] != "deployment/chain" || !strings.HasPrefix(got[len(got)-2], "replicaset/chain-") {
+			t.Fatalf("deletion order %v: want pods, then the ReplicaSet, then the Deployment", got)
 		}
 		return nil
 	})
