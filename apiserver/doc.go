@@ -26,6 +26,12 @@
 // Known gaps: no authorisation (every authenticated identity, node
 // credentials included, may do everything); server-side apply is a strategic
 // merge of the applied configuration (no field ownership, no conflicts, no
-// managedFields); services/proxy is not served. events.k8s.io/v1 Events are
-// stored as core/v1 Events (one object, two versions, as in kube-apiserver).
+// managedFields); services/proxy passes responses through unchanged (no
+// rewriting of redirects or links, which kube-apiserver does for HTML).
+// events.k8s.io/v1 Events are stored as core/v1 Events (one object, two
+// versions, as in kube-apiserver).
+//
+// services/NAME[:PORT]/proxy/PATH (PORT a name or number, optionally
+// prefixed "http:" or "https:") goes to a random ready address of the
+// Service's Endpoints serving that port, without the caller's credentials.
 package apiserver

@@ -60,20 +60,21 @@ type Config struct {
 
 // Server is a kubelab API server.
 type Server struct {
-	cfg       Config
-	pki       *certs.PKI
-	store     store.Interface
-	ownStore  bool
-	listeners []net.Listener
-	handler   http.Handler
-	valOpts   validation.Options
-	ips       *ipalloc.IPRange
-	ports     *ipalloc.PortRange
-	loopToken string
-	kubeURL   string
-	metrics   *metrics
-	kubelet   *kubeletDialer
-	nsc       *nsCache
+	cfg          Config
+	pki          *certs.PKI
+	store        store.Interface
+	ownStore     bool
+	listeners    []net.Listener
+	handler      http.Handler
+	valOpts      validation.Options
+	ips          *ipalloc.IPRange
+	ports        *ipalloc.PortRange
+	loopToken    string
+	kubeURL      string
+	metrics      *metrics
+	kubelet      *kubeletDialer
+	svcTransport *http.Transport
+	nsc          *nsCache
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -159,6 +160,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics()
 	s.kubelet = newKubeletDialer(s.pki)
+	s.svcTransport = newServiceTransport()
 	r, err := s.routes()
 	if err != nil {
 		s.closeListeners()

@@ -47,7 +47,13 @@ func (s *Server) serveSubresource(w http.ResponseWriter, r *http.Request, q requ
 		s.serveBinding(w, r, q)
 	case "eviction":
 		s.serveEviction(w, r, q)
-	case "log", "exec", "attach", "portforward", "proxy":
+	case "proxy":
+		if q.res.GVR.Resource == "services" {
+			s.serveServiceProxy(w, r, q)
+			return
+		}
+		s.serveKubeletProxy(w, r, q)
+	case "log", "exec", "attach", "portforward":
 		s.serveKubeletProxy(w, r, q)
 	default:
 		writeError(w, errNotFoundPath())
