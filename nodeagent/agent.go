@@ -82,14 +82,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	sbm := &sandbox.Manager{Prefix: cfg.NetnsPrefix, CIDR: cidr}
-	// Pods of an earlier run of this agent: their processes and namespaces are
-	// removed and the pods started again (IP leases are kept per pod UID).
-	if n := killRecorded(cfg.DataDir); n > 0 {
-		slog.Info("stopped containers left by an earlier agent", "count", n)
-	}
-	if err := sbm.Cleanup(); err != nil {
-		slog.Warn("clean leftovers", "err", err)
-	}
 	ipam := sandbox.NewIPAM(filepath.Join(cfg.DataDir, "ipam.json"), cidr)
 
 	nodeInf := informers.NewSharedInformerFactory(client, 0)
@@ -116,9 +108,6 @@ func Run(ctx context.Context, cfg Config) error {
 	pm.events = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName})
 	podCount = func() int { pm.mu.Lock(); defer pm.mu.Unlock(); return len(pm.workers) }
 	podsInformer := podInf.Core().V1().Pods().Informer()
-	if _, err := podsInformer.AddEventHandler(pm.handlers()); err != nil {
-		return err
-	}
 	nodeInf.Start(ctx.Done())
 	podInf.Start(ctx.Done())
 	go func() {
@@ -139,8 +128,23 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}
 	}()
-	if cache.WaitForCacheSync(ctx.Done(), podsInformer.HasSynced) {
-		releaseStale(ipam, podsInformer.GetStore().List())
+	if !cache.WaitForCacheSync(ctx.Done(), podsInformer.HasSynced) {
+		<-hbDone
+		return nil
+	}
+	// What an earlier run of this agent left: pods still bound here are
+	// adopted, the rest stopped and their sandboxes removed (adopt.go).
+	var bound []*corev1.Pod
+	for _, o := range podsInformer.GetStore().List() {
+		if p, ok := o.(*corev1.Pod); ok {
+			bound = append(bound, p)
+		}
+	}
+	pm.adopted = adopt(&cfg, sbm, ipam, bound)
+	releaseStale(ipam, podsInformer.GetStore().List())
+	// Registered after the sync, the handler still gets every pod (as adds).
+	if _, err := podsInformer.AddEventHandler(pm.handlers()); err != nil {
+		return err
 	}
 
 	var proxyHandler http.Handler

@@ -39,7 +39,8 @@ type containerRun struct {
 	proc     *os.Process
 	instance int32 // log instance of the current (or last) run
 	stopping bool
-	killed   chan struct{} // closed by stop: ends back-off waits
+	killed   chan struct{}    // closed by stop: ends back-off waits
+	adopt    *containerRecord // a process an earlier agent started, to take over
 
 	done chan struct{}
 }
@@ -102,8 +103,7 @@ func commandFor(cfg *Config, pod *corev1.Pod, c *corev1.Container, vals map[stri
 		}
 	}
 	argv = append([]string{}, cfg.WorkloadCommand...)
-	argv = append(argv, "--pod", pod.Namespace+"/"+pod.Name, "--node", cfg.NodeName,
-		"--parent-pid", strconv.Itoa(os.Getpid()))
+	argv = append(argv, "--pod", pod.Namespace+"/"+pod.Name, "--node", cfg.NodeName)
 	for _, p := range containerPorts(c) {
 		argv = append(argv, "--port", p)
 	}
@@ -185,8 +185,16 @@ func (r *containerRun) isStopping() bool {
 	return r.stopping
 }
 
-// runOnce starts one process and waits for it; returns its exit code.
+// runOnce starts one process (or takes over the one an earlier agent left)
+// and waits for it; returns its exit code.
 func (r *containerRun) runOnce(ctx context.Context) (int, error) {
+	r.mu.Lock()
+	a := r.adopt
+	r.adopt = nil
+	r.mu.Unlock()
+	if a != nil {
+		return r.runAdopted(ctx, a)
+	}
 	pod := r.w.podSnapshot()
 	sb := r.w.sandboxInfo()
 	env, vals, err := containerEnv(pod, &r.spec, sb.IP.String(), r.w.m.cfg.NodeIP.String())
@@ -213,7 +221,9 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 			cmd.Dir = r.spec.WorkingDir
 		}
 	}
-	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// No parent-death signal: a container outlives a crashed agent, and the
+	// restarted agent adopts it (or stops it, see adopt.go).
+	attr := &syscall.SysProcAttr{Setpgid: true}
 	if builtin {
 		// The workload binds its ports as root, then drops to the user itself.
 		cmd.Args = append(cmd.Args, "--uid", strconv.FormatInt(uid, 10))
@@ -224,14 +234,16 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 		attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 	}
 	cmd.SysProcAttr = attr
-	outR, outW, err := os.Pipe()
+	outR, outW, err := r.streamPipe("stdout")
 	if err != nil {
+		r.setStartError("RunContainerError", err)
 		return 128, err
 	}
-	errR, errW, err := os.Pipe()
+	errR, errW, err := r.streamPipe("stderr")
 	if err != nil {
 		outR.Close()
 		outW.Close()
+		r.setStartError("RunContainerError", err)
 		return 128, err
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
@@ -247,37 +259,74 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 	r.w.event(corev1.EventTypeNormal, "Pulled", "Container image %q already present on machine", r.spec.Image)
 	r.w.event(corev1.EventTypeNormal, "Created", "Created container: %s", r.spec.Name)
 	r.w.event(corev1.EventTypeNormal, "Started", "Started container %s", r.spec.Name)
-	var pumps sync.WaitGroup
-	pumps.Add(2)
-	go lw.pump("stdout", outR, pumps.Done)
-	go lw.pump("stderr", errR, pumps.Done)
-
-	pidFile := r.pidFile()
-	writePidFile(pidFile, cmd.Process.Pid)
-	defer os.Remove(pidFile)
 	now := metav1.Now()
+	id := fmt.Sprintf("kubelab://%s-%s-%d", string(r.w.uid)[:min(8, len(r.w.uid))], r.spec.Name, instance)
+	writePidFile(r.pidFile(), containerRecord{PID: cmd.Process.Pid, Instance: instance, StartedAt: now.Time, ID: id,
+		SpecHash: specHash(&r.spec), Init: r.init})
 	r.mu.Lock()
-	r.proc = cmd.Process
-	r.id = fmt.Sprintf("kubelab://%s-%s-%d", string(r.w.uid)[:min(8, len(r.w.uid))], r.spec.Name, instance)
-	r.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}
+	r.id = id
 	// With a startup probe the container counts as started (and may become
 	// ready) only once that probe has passed.
 	r.started = r.spec.StartupProbe == nil
 	r.ready = r.spec.ReadinessProbe == nil && r.spec.StartupProbe == nil
+	r.mu.Unlock()
+	return r.supervise(ctx, cmd.Process, now, lw, outR, errR, func() int {
+		werr := cmd.Wait()
+		return exitCode(cmd.ProcessState, werr)
+	})
+}
+
+// streamPipe makes one output stream of the container: a named pipe under
+// the pod's data dir, read by the agent (reader) and written by the container
+// (writer, opened read-write so the container itself keeps a reader: it
+// never meets a broken pipe when the agent dies, and a restarted agent opens
+// the same pipe and reads on).
+func (r *containerRun) streamPipe(stream string) (reader, writer *os.File, err error) {
+	p := filepath.Join(r.w.m.cfg.DataDir, "pods", string(r.w.uid), r.spec.Name+"."+stream)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return nil, nil, err
+	}
+	if err := syscall.Mkfifo(p, 0o600); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, nil, fmt.Errorf("mkfifo %s: %w", p, err)
+	}
+	reader, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	writer, err = os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		reader.Close()
+		return nil, nil, err
+	}
+	return reader, writer, nil
+}
+
+// supervise follows a started (or adopted) process until it exits: logs,
+// probes, state; wait blocks until the exit and returns the exit code.
+func (r *containerRun) supervise(ctx context.Context, proc *os.Process, startedAt metav1.Time, lw *logWriter, outR, errR *os.File, wait func() int) (int, error) {
+	var pumps sync.WaitGroup
+	pumps.Add(2)
+	go lw.pump("stdout", outR, pumps.Done)
+	go lw.pump("stderr", errR, pumps.Done)
+	pidFile := r.pidFile()
+	r.mu.Lock()
+	r.proc = proc
+	r.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: startedAt}}
 	stopping := r.stopping
 	r.mu.Unlock()
 	if stopping {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-proc.Pid, syscall.SIGKILL)
 	}
 	r.w.kick()
 
 	probeCtx, cancelProbes := context.WithCancel(ctx)
-	go r.probes(probeCtx, sb.IP.String())
+	go r.probes(probeCtx, r.w.sandboxInfo().IP.String())
 
-	werr := cmd.Wait()
+	code := wait()
 	cancelProbes()
+	_ = os.Remove(pidFile)
 	// Reap the rest of the process group: a container ends with its main process.
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-proc.Pid, syscall.SIGKILL)
 	pumpsDone := make(chan struct{})
 	go func() { pumps.Wait(); close(pumpsDone) }()
 	select {
@@ -289,17 +338,18 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 	}
 	outR.Close()
 	errR.Close()
-	code := exitCode(cmd.ProcessState, werr)
-	reason := "Completed"
+	reason, message := "Completed", ""
 	if code != 0 {
 		reason = "Error"
 	}
-	r.mu.Lock()
-	if r.state.Running != nil && !r.state.Running.StartedAt.IsZero() {
-		now = r.state.Running.StartedAt
+	if code == exitUnknown {
+		// As the kubelet reports a container it lost track of.
+		code, reason = 137, "ContainerStatusUnknown"
+		message = "adopted after an agent restart: not the agent's child, so its exit status cannot be observed"
 	}
+	r.mu.Lock()
 	term := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-		ExitCode: int32(code), Reason: reason, StartedAt: now, FinishedAt: metav1.Now(), ContainerID: r.id}}
+		ExitCode: int32(code), Reason: reason, Message: message, StartedAt: startedAt, FinishedAt: metav1.Now(), ContainerID: r.id}}
 	r.state = term
 	r.last = term
 	r.ready = false

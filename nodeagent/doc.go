@@ -15,15 +15,19 @@
 // started inside that namespace: a thread switched into the namespace forks
 // them, so they are born there. A command naming a host executable runs as
 // itself, as nobody unless runAsUser says otherwise; anything else runs the
-// built-in workload (package workload) by re-executing this binary. Every
-// container process gets a parent-death signal, so none outlives a killed
-// agent, and a pid record, so a restarted agent can stop leftovers anyway.
+// built-in workload (package workload) by re-executing this binary. A
+// container's output goes through named pipes in its pod's data dir, and
+// every container leaves a record (pid, start time, spec hash), so that
+// containers outlive a crashed or killed agent and the restarted agent
+// adopts them (adopt.go).
 //
 // The agent runs inside the node's network namespace (in the lab, started with
 // `ip netns exec`, which also gives it a private mount namespace): the pod
 // namespaces' bind mounts are then visible to the agent and its children
 // only, which is why the agent, not `ip netns`, is the way into a pod.
 //
-// On restart the agent cleans up what an earlier run left (processes,
-// namespaces, links) and starts the pods bound to it again with the same IPs.
+// On restart the agent adopts the pods still bound to it (same processes,
+// IPs, logs; probes start again), and stops and cleans up everything else an
+// earlier run left (processes, namespaces, links). A graceful stop (SIGTERM)
+// stops the pods; a restarted agent then starts them again with the same IPs.
 package nodeagent

@@ -37,6 +37,18 @@ type podManager struct {
 	// serialises in the kernel, and a burst of parallel attempts makes every
 	// pod wait for all of them instead of the first pods starting at once.
 	sandboxSlots chan struct{}
+	// adopted holds what an earlier agent left running, per pod UID, until
+	// the pod's worker takes it.
+	adopted map[types.UID]*adoptedPod
+}
+
+// takeAdopted hands a pod's adopted sandbox and containers to its worker, once.
+func (m *podManager) takeAdopted(uid types.UID) *adoptedPod {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.adopted[uid]
+	delete(m.adopted, uid)
+	return a
 }
 
 // event records a kubelet-style event on the pod (kubectl describe shows them).
@@ -135,6 +147,7 @@ type podWorker struct {
 	reportedValid  bool
 	kickCh         chan struct{}
 	sandboxCreated time.Duration
+	adopted        map[string]*containerRecord // containers to take over, by name
 }
 
 func newPodWorker(m *podManager, p *corev1.Pod) *podWorker {
@@ -215,6 +228,11 @@ func (w *podWorker) sync(ctx context.Context) bool {
 		} else if pod.Spec.TerminationGracePeriodSeconds != nil && !gone {
 			grace = time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
 		}
+		if a := w.m.takeAdopted(w.uid); a != nil { // deleted before its worker took it over
+			for _, rec := range a.ctrs {
+				killRecord(w.m.cfg.DataDir, *rec)
+			}
+		}
 		w.teardown(grace, true)
 		if !gone {
 			err := w.m.client.CoreV1().Pods(w.ns).Delete(ctx, w.name, metav1.DeleteOptions{
@@ -227,7 +245,11 @@ func (w *podWorker) sync(ctx context.Context) bool {
 		return true
 	}
 	if w.sandboxInfo() == nil {
-		if err := w.createSandbox(pod); err != nil {
+		if a := w.m.takeAdopted(w.uid); a != nil && !pod.Spec.HostNetwork {
+			w.mu.Lock()
+			w.sb, w.adopted = a.sb, a.ctrs
+			w.mu.Unlock()
+		} else if err := w.createSandbox(pod); err != nil {
 			slog.Warn("pod sandbox", "pod", w.key, "err", err)
 			w.report(ctx, pod)
 			return false
@@ -261,6 +283,20 @@ func (w *podWorker) sync(ctx context.Context) bool {
 			}
 		}
 		r := newContainerRun(w, c, restarts)
+		if a := w.adopted[c.Name]; a != nil {
+			delete(w.adopted, c.Name)
+			r.adopt = a
+			r.id, r.instance = a.ID, a.Instance
+			r.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(a.StartedAt)}}
+			// Keep what the pod's status says (ready, started) until the
+			// probes say otherwise, so adoption does not flap readiness.
+			for _, cs := range pod.Status.ContainerStatuses {
+				if cs.Name == c.Name {
+					r.ready = cs.Ready
+					r.started = cs.Started != nil && *cs.Started
+				}
+			}
+		}
 		w.ctrs[c.Name] = r
 		w.order = append(w.order, c.Name)
 		start = append(start, r)

@@ -168,7 +168,10 @@ var probeClient = &http.Client{
 // probes runs the startup probe, then readiness and liveness, for one
 // container instance.
 func (r *containerRun) probes(ctx context.Context, ip string) {
-	if p := r.spec.StartupProbe; p != nil {
+	r.mu.Lock()
+	started := r.started
+	r.mu.Unlock()
+	if p := r.spec.StartupProbe; p != nil && !started {
 		if !r.startupLoop(ctx, p, ip) {
 			return
 		}

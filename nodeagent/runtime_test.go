@@ -441,7 +441,7 @@ func TestKillRecorded(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	writePidFile(filepath.Join(dir, "pods", "uid-1", "c.pid"), cmd.Process.Pid)
+	writePidFile(filepath.Join(dir, "pods", "uid-1", "c.pid"), containerRecord{PID: cmd.Process.Pid})
 	// A stale record (recycled PID: wrong start time) must be left alone.
 	_ = os.WriteFile(filepath.Join(dir, "pods", "uid-1", "stale.pid"), []byte(fmt.Sprintf("%d 1\n", os.Getpid())), 0o600)
 	if n := killRecorded(dir); n != 1 {

@@ -277,7 +277,8 @@ spec:
 // `kubectl logs` showing those requests; a crashing container restarted with
 // growing back-off; a graceful delete (SIGTERM honoured, pod and sandbox
 // gone); an agent killed and restarted by `up` with its pods still Running
-// on the same IPs; and after `kubelab down` no namespace, link or process left.
+// on the same IPs and processes (adopted); and after `kubelab down` no
+// namespace, link or process left.
 func TestKubelabUpThreeNodeLab(t *testing.T) {
 	l := startKubelab(t, 3)
 	ctx := context.Background()
@@ -406,6 +407,7 @@ spec:
 	// Agent restart: kill one agent outright; `up` starts it again and its
 	// pods stay Running and Ready on the same IPs, still reachable.
 	victim := pods[0]
+	victimPID := workloadPID(t, victim.Name)
 	old := l.agentPID(victim.Spec.NodeName)
 	if old == 0 {
 		t.Fatalf("no agent process in %s's namespace", victim.Spec.NodeName)
@@ -443,6 +445,9 @@ spec:
 		_, err = l.kubectl("exec", from.Name, "--", "curl", "-sS", "-m", "3", "http://"+victim.Status.PodIP+":8080/")
 		return err
 	})
+	if pid := workloadPID(t, victim.Name); pid != victimPID {
+		t.Errorf("%s's workload is pid %d, was %d: the restarted agent did not adopt it", victim.Name, pid, victimPID)
+	}
 
 	// kubelab down: nothing of the lab is left.
 	if out, err := exec.Command(l.bin, "down", "--data-dir", l.dataDir).CombinedOutput(); err != nil {

@@ -283,6 +283,9 @@ func Down(c Config) error {
 		return err
 	}
 	var errs []error
+	// Pods of a crashed agent first: their namespaces are found through
+	// other mount namespaces, which the kills below may end.
+	killHiddenNamespaceProcesses(c.Name + "-")
 	names, err := Namespaces(c.Name)
 	if err != nil {
 		errs = append(errs, err)

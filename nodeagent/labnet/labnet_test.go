@@ -5,7 +5,9 @@ import (
 	"math/rand"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,5 +159,48 @@ func TestDownRemovesUnmountedNamespaceFile(t *testing.T) {
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("stale namespace file left: %v", err)
+	}
+}
+
+// The pods of a crashed agent live in namespaces mounted only in that
+// agent's mount namespace; Down finds them through other processes' mount
+// tables and stops what runs inside.
+func TestDownKillsProcessesInNamespacesMountedElsewhere(t *testing.T) {
+	requireRoot(t)
+	c := testConfig(t)
+	name := c.Name + "-node-1-0123456789ab"
+	marker := fmt.Sprint(5000 + rand.Intn(5000))
+	cmd := exec.Command("unshare", "--mount", "--propagation", "slave", "--", "sh", "-c",
+		"ip netns add "+name+" && exec ip netns exec "+name+" sleep "+marker)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid))
+		if strings.HasPrefix(string(b), "sleep\x00"+marker) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep did not start in %s (cmdline %q)", name, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pids, _ := ProcessesIn(name); len(pids) != 0 {
+		t.Fatalf("namespace %s visible here (pids %v): the test needs it mounted elsewhere only", name, pids)
+	}
+	if err := Down(c); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("process in the hidden namespace still runs after Down")
+	}
+	if _, err := os.Stat(NamespacePath(name)); !os.IsNotExist(err) {
+		t.Errorf("namespace file left: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -54,4 +55,76 @@ func killNamespaceProcesses(name string) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// hiddenNamespaceInodes finds lab namespaces that are mounted only in some
+// other mount namespace: an agent started with `ip netns exec` mounts its
+// pods' namespaces in its own mount namespace, which outlives the agent as
+// long as its pods run. Here their files are empty; the mount tables of
+// other processes still name them, with the namespace's inode as the root.
+func hiddenNamespaceInodes(prefix string) map[uint64]string {
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	seen := map[string]bool{self: true}
+	out := map[uint64]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		mnt, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "mnt"))
+		if err != nil || seen[mnt] {
+			continue
+		}
+		seen[mnt] = true
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "mountinfo"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 5 {
+				continue
+			}
+			root, point := f[3], f[4]
+			dir, name := filepath.Dir(point), filepath.Base(point)
+			if (dir != "/run/netns" && dir != netnsDir) || !strings.HasPrefix(name, prefix) {
+				continue
+			}
+			var ino uint64
+			if _, err := fmt.Sscanf(root, "net:[%d]", &ino); err == nil {
+				out[ino] = name
+			}
+		}
+	}
+	return out
+}
+
+// killHiddenNamespaceProcesses SIGKILLs every process inside a lab namespace
+// that is mounted only elsewhere (see hiddenNamespaceInodes): the pods of a
+// crashed agent.
+func killHiddenNamespaceProcesses(prefix string) int {
+	inodes := hiddenNamespaceInodes(prefix)
+	if len(inodes) == 0 {
+		return 0
+	}
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		link, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", "net"))
+		if err != nil {
+			continue
+		}
+		var ino uint64
+		if _, err := fmt.Sscanf(link, "net:[%d]", &ino); err == nil {
+			if _, ok := inodes[ino]; ok {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -185,3 +185,18 @@ func (m *IPAM) Owners() ([]string, error) {
 	}
 	return a.Owners(), nil
 }
+
+// Leases maps each pod UID holding an address to that address.
+func (m *IPAM) Leases() (map[string]net.IP, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, err := m.load()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]net.IP{}
+	for ip, uid := range a.Owner {
+		out[uid] = net.ParseIP(ip).To4()
+	}
+	return out, nil
+}

@@ -264,17 +264,85 @@ func isNetns(fd int) bool {
 	return st.Type == nsfsMagic
 }
 
+// Adopt takes over the sandbox of uid that an earlier agent made, given a
+// process running inside it: the namespace is mounted again at its name when
+// this mount namespace lacks the mount (an agent started by `ip netns exec`
+// gets a fresh mount namespace each time), and the host link must still be
+// there. ip is the address leased to uid; the pod's eth0 must carry it.
+func (m *Manager) Adopt(uid string, ip net.IP, pid int) (*Sandbox, error) {
+	sb := &Sandbox{UID: uid, Netns: m.NetnsName(uid), HostLink: HostLinkName(uid), IP: ip.To4()}
+	procNS := fmt.Sprintf("/proc/%d/ns/net", pid)
+	var want syscall.Stat_t
+	if err := syscall.Stat(procNS, &want); err != nil {
+		return nil, fmt.Errorf("namespace of pid %d: %w", pid, err)
+	}
+	p := sb.Path()
+	var have syscall.Stat_t
+	if err := syscall.Stat(p, &have); err != nil || have.Ino != want.Ino || have.Dev != want.Dev {
+		_ = syscall.Unmount(p, syscall.MNT_DETACH)
+		if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o444)
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+		if err := syscall.Mount(procNS, p, "none", syscall.MS_BIND, ""); err != nil {
+			return nil, fmt.Errorf("mount %s at %s: %w", procNS, p, err)
+		}
+	}
+	l, err := m.nl().LinkByName(sb.HostLink)
+	if err != nil {
+		return nil, fmt.Errorf("host link %s: %w", sb.HostLink, err)
+	}
+	if l.Attrs().OperState != netlink.OperUp && l.Attrs().Flags&net.FlagUp == 0 {
+		return nil, fmt.Errorf("host link %s is down", sb.HostLink)
+	}
+	ns, err := netns.GetFromPath(p)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		return nil, fmt.Errorf("pod eth0: %w", err)
+	}
+	addrs, err := h.AddrList(eth0, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		if a.IP.Equal(sb.IP) {
+			return sb, nil
+		}
+	}
+	return nil, fmt.Errorf("pod eth0 lacks its leased address %s", sb.IP)
+}
+
 // Cleanup removes every namespace named with the manager's prefix (killing the
 // processes inside first) and every pod link in the current namespace. It is
 // what `kubelab down` and a restarting agent use to leave nothing behind.
-func (m *Manager) Cleanup() error {
+func (m *Manager) Cleanup() error { return m.CleanupExcept(nil) }
+
+// CleanupExcept is Cleanup sparing the sandboxes of the pod UIDs in keep.
+func (m *Manager) CleanupExcept(keep map[string]bool) error {
+	keepNS, keepLink := map[string]bool{}, map[string]bool{}
+	for uid := range keep {
+		keepNS[m.NetnsName(uid)], keepLink[HostLinkName(uid)] = true, true
+	}
 	var errs []error
 	entries, err := os.ReadDir(NetnsDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	for _, e := range entries {
-		if m.Prefix == "" || !strings.HasPrefix(e.Name(), m.Prefix) {
+		if m.Prefix == "" || !strings.HasPrefix(e.Name(), m.Prefix) || keepNS[e.Name()] {
 			continue
 		}
 		KillProcessesIn(filepath.Join(NetnsDir, e.Name()))
@@ -287,7 +355,7 @@ func (m *Manager) Cleanup() error {
 		errs = append(errs, err)
 	}
 	for _, l := range links {
-		if isPodLink(l.Attrs().Name) && l.Type() == "veth" {
+		if isPodLink(l.Attrs().Name) && l.Type() == "veth" && !keepLink[l.Attrs().Name] {
 			if err := m.nl().LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
 				var nf netlink.LinkNotFoundError
 				if !errors.As(err, &nf) {
