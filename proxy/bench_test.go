@@ -19,11 +19,20 @@ import (
 
 // Scale benchmarks: 10,000 Services x 10 endpoints (issue 7's numbers).
 //
-//	go test ./proxy -run '^$' -bench . -benchtime 5x
+//	go test ./proxy -run '^$' -bench 'Sync|FirstPacket' -benchtime 1x
 //
-// KUBELAB_BENCH_SERVICES overrides the Service count; KUBELAB_BENCH_BACKEND
-// ("nft" or "legacy") forces the iptables backend.
+// They run the nftables mode (the one meant for scale). KUBELAB_BENCH_MODE=
+// iptables runs the iptables mode instead; KUBELAB_BENCH_SERVICES overrides
+// the Service count; KUBELAB_BENCH_BACKEND ("nft" or "legacy") forces the
+// iptables flavour.
 var benchServices = envInt("KUBELAB_BENCH_SERVICES", 10000)
+
+func benchMode() string {
+	if m := os.Getenv("KUBELAB_BENCH_MODE"); m != "" {
+		return m
+	}
+	return ModeNftables
+}
 
 const benchEndpoints = 10
 
@@ -72,7 +81,7 @@ func benchProxier(b *testing.B, l *lab, svcs []*corev1.Service, slices []*discov
 	n := l.nodes[0]
 	p, err := New(fake.NewClientset(), Config{NodeName: n.name, NodeIP: net.ParseIP(n.ip), ClusterCIDR: "10.244.0.0/16",
 		ServiceInternalTrafficPolicy: true, Executor: NetnsExecutor(n.ns, b.TempDir()),
-		Backend: Backend(os.Getenv("KUBELAB_BENCH_BACKEND"))})
+		Backend: Backend(os.Getenv("KUBELAB_BENCH_BACKEND")), Mode: benchMode()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -31,6 +31,10 @@ import (
 const (
 	nftFamily     = "ip"
 	nftTable      = "kubelab"
+	// The refusal chains live in their own small table: listing a chain
+	// (for the packet counters) makes nft load its whole table, and the
+	// kubelab table's maps hold ~100k elements at scale (3 s to list).
+	nftFilterTable = "kubelab-filter"
 	nftServiceIPs = "service-ips"       // daddr . proto . port : verdict
 	nftNodePorts  = "service-nodeports" // proto . port : verdict
 	nftHairpin    = "hairpin"           // endpoint . endpoint: masquerade a pod reaching itself
@@ -339,9 +343,26 @@ func nftSharedNames() []string {
 	return names
 }
 
-// nftFixedChains are the chains every ruleset has: base chains hooking
-// netfilter, dispatch, masquerade, and the two refusal chains.
-func nftFixedChains(cfg RenderConfig, filterSvc, filterExt []string) []Chain {
+// nftFilterChains are the filter table's chains: base chains hooking
+// netfilter and the two refusal chains.
+func nftFilterChains(filterSvc, filterExt []string) []Chain {
+	return []Chain{
+		{Name: "filter-input", Rules: []string{"type filter hook input priority filter; policy accept;",
+			"ct state new jump " + nftFilterExt + " " + nftComment("kubelab external services")}},
+		{Name: "filter-forward", Rules: []string{"type filter hook forward priority filter; policy accept;",
+			"ct state new jump " + nftFilterSvc + " " + nftComment("kubelab service portals"),
+			"ct state new jump " + nftFilterExt + " " + nftComment("kubelab external services")}},
+		{Name: "filter-output", Rules: []string{"type filter hook output priority filter; policy accept;",
+			"ct state new jump " + nftFilterSvc + " " + nftComment("kubelab service portals"),
+			"ct state new jump " + nftFilterExt + " " + nftComment("kubelab external services")}},
+		{Name: nftFilterSvc, Rules: filterSvc},
+		{Name: nftFilterExt, Rules: filterExt},
+	}
+}
+
+// nftFixedChains are the nat chains every ruleset has: base chains hooking
+// netfilter, dispatch and masquerade.
+func nftFixedChains(cfg RenderConfig) []Chain {
 	services := Chain{Name: chainServices, Rules: []string{
 		fmt.Sprintf("ip daddr . meta l4proto . th dport vmap @%s %s", nftServiceIPs, nftComment("kubelab service portals")),
 	}}
@@ -353,14 +374,6 @@ func nftFixedChains(cfg RenderConfig, filterSvc, filterExt []string) []Chain {
 		{Name: "nat-prerouting", Rules: []string{"type nat hook prerouting priority dstnat; policy accept;", "jump " + chainServices}},
 		{Name: "nat-output", Rules: []string{"type nat hook output priority -100; policy accept;", "jump " + chainServices}},
 		{Name: "nat-postrouting", Rules: []string{"type nat hook postrouting priority srcnat; policy accept;", "jump " + chainPostrouting}},
-		{Name: "filter-input", Rules: []string{"type filter hook input priority filter; policy accept;",
-			"ct state new jump " + nftFilterExt + " " + nftComment("kubelab external services")}},
-		{Name: "filter-forward", Rules: []string{"type filter hook forward priority filter; policy accept;",
-			"ct state new jump " + nftFilterSvc + " " + nftComment("kubelab service portals"),
-			"ct state new jump " + nftFilterExt + " " + nftComment("kubelab external services")}},
-		{Name: "filter-output", Rules: []string{"type filter hook output priority filter; policy accept;",
-			"ct state new jump " + nftFilterSvc + " " + nftComment("kubelab service portals"),
-			"ct state new jump " + nftFilterExt + " " + nftComment("kubelab external services")}},
 		services,
 		{Name: chainMarkMasq, Rules: []string{"meta mark set meta mark | " + masqMark}},
 		{Name: chainPostrouting, Rules: []string{
@@ -369,8 +382,6 @@ func nftFixedChains(cfg RenderConfig, filterSvc, filterExt []string) []Chain {
 			fmt.Sprintf("meta mark set meta mark ^ %s", masqMark),
 			"masquerade fully-random " + nftComment("kubelab service traffic requiring SNAT"),
 		}},
-		{Name: nftFilterSvc, Rules: filterSvc},
-		{Name: nftFilterExt, Rules: filterExt},
 	}
 }
 
@@ -380,11 +391,11 @@ func nftSetDecl(s NftSet) string {
 
 // writeNftBlock writes `table ip kubelab { ... }` declaring sets and chains
 // (rules appended to chains that exist; callers flush them first).
-func writeNftBlock(b *strings.Builder, decls []string, chains []Chain) {
+func writeNftBlock(b *strings.Builder, table string, decls []string, chains []Chain) {
 	if len(decls) == 0 && len(chains) == 0 {
 		return
 	}
-	b.WriteString("table " + nftFamily + " " + nftTable + " {\n")
+	b.WriteString("table " + nftFamily + " " + table + " {\n")
 	for _, d := range decls {
 		b.WriteString("\t" + d + "\n")
 	}
@@ -455,7 +466,7 @@ func (r *NftRuleset) Script(staleChains, staleSets []string) string {
 	b.Grow(r.sizeHint())
 	fmt.Fprintf(&b, "add table %s %s\nflush table %s %s\n", nftFamily, nftTable, nftFamily, nftTable)
 	// Declare the shared maps before flushing them: the flush needs them to exist.
-	writeNftBlock(&b, nftSharedMaps(), nil)
+	writeNftBlock(&b, nftTable, nftSharedMaps(), nil)
 	for _, m := range nftSharedNames() {
 		kind := "map"
 		if m == nftHairpin {
@@ -463,8 +474,7 @@ func (r *NftRuleset) Script(staleChains, staleSets []string) string {
 		}
 		fmt.Fprintf(&b, "flush %s %s %s %s\n", kind, nftFamily, nftTable, m)
 	}
-	fsvc, fext := r.filterRules()
-	chains := nftFixedChains(r.Cfg, fsvc, fext)
+	chains := nftFixedChains(r.Cfg)
 	lbs := map[string]bool{}
 	var decls []string
 	var elems []NftElem
@@ -487,7 +497,9 @@ func (r *NftRuleset) Script(staleChains, staleSets []string) string {
 		chains = append(chains, Chain{Name: l, Rules: nftLBRules(l, r.Cfg)})
 	}
 	chains = append(chains, own...)
-	writeNftBlock(&b, decls, chains)
+	writeNftBlock(&b, nftTable, decls, chains)
+	fmt.Fprintf(&b, "add table %s %s\nflush table %s %s\n", nftFamily, nftFilterTable, nftFamily, nftFilterTable)
+	writeNftBlock(&b, nftFilterTable, nil, nftFilterChains(r.filterRules()))
 	for _, ip := range sortedKeys(hair) {
 		elems = append(elems, NftElem{Map: nftHairpin, Key: ip + " . " + ip})
 	}
@@ -512,10 +524,11 @@ func (r *NftRuleset) sizeHint() int {
 	return n
 }
 
-// Names returns every chain and set name the ruleset declares.
+// Names returns every chain and set name the ruleset declares in the
+// kubelab table.
 func (r *NftRuleset) Names() (chains, sets map[string]bool) {
 	chains, sets = map[string]bool{}, map[string]bool{}
-	for _, c := range nftFixedChains(r.Cfg, nil, nil) {
+	for _, c := range nftFixedChains(r.Cfg) {
 		chains[c.Name] = true
 	}
 	for _, m := range nftSharedNames() {

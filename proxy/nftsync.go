@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -306,7 +307,6 @@ func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, ref
 			if old, ok := p.nftFilter[c.Name]; !ok || old != t {
 				filter[c.Name] = t
 				fw = append(fw, c)
-				flush = append(flush, c.Name)
 			}
 		}
 	}
@@ -315,13 +315,17 @@ func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, ref
 	for _, c := range flush {
 		fmt.Fprintf(b, "flush chain %s %s %s\n", nftFamily, nftTable, c)
 	}
+	for _, c := range fw {
+		fmt.Fprintf(b, "flush chain %s %s %s\n", nftFamily, nftFilterTable, c.Name)
+	}
 	for _, c := range delC {
 		fmt.Fprintf(b, "delete chain %s %s %s\n", nftFamily, nftTable, c)
 	}
 	for _, s := range delS {
 		fmt.Fprintf(b, "delete set %s %s %s\n", nftFamily, nftTable, s)
 	}
-	writeNftBlock(b, decls, append(append(lbs, write...), fw...))
+	writeNftBlock(b, nftTable, decls, append(lbs, write...))
+	writeNftBlock(b, nftFilterTable, nil, fw)
 	writeNftElems(b, "add", add)
 	return filter, nil
 }
@@ -343,18 +347,20 @@ func nftCleanup(ctx context.Context, ex Executor) error {
 	if _, err := ex.ToolPath("nft"); err != nil {
 		return nil
 	}
-	_, err := run(ctx, ex, nil, "nft", "delete", "table", nftFamily, nftTable)
-	if isNoTable(err) {
-		return nil
+	var errs []error
+	for _, t := range []string{nftTable, nftFilterTable} {
+		if _, err := run(ctx, ex, nil, "nft", "delete", "table", nftFamily, t); err != nil && !isNoTable(err) {
+			errs = append(errs, err)
+		}
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 // nftRefusals reads the refusal chains with their counters.
 func (p *Proxier) nftRefusals(ctx context.Context) ([]refusal, error) {
 	var out []refusal
 	for _, c := range []string{nftFilterSvc, nftFilterExt} {
-		text, err := p.runNft(ctx, nil, "list", "chain", nftFamily, nftTable, c)
+		text, err := p.runNft(ctx, nil, "list", "chain", nftFamily, nftFilterTable, c)
 		if isNoTable(err) {
 			continue
 		}
