@@ -23,8 +23,20 @@
 // update that removes the last finalizer of a deleted object removes it.
 // While deletionTimestamp is set, finalizers can only be removed.
 //
-// Known gaps: no authorisation (every authenticated identity, node
-// credentials included, may do everything); server-side apply is a strategic
+// Authorisation: node credentials (system:node:NAME in system:nodes) get
+// what kube-apiserver's Node authorizer, system:node role and
+// NodeRestriction give a kubelet and kube-proxy: read nodes, pods,
+// services, endpoints, endpointslices and namespaces; get the ConfigMaps
+// and Secrets their pods use; write their own Node (and status) and their
+// own Lease in kube-node-lease; update the status of and delete the pods
+// bound to them; record events; discovery, OpenAPI, version and health.
+// Anything else is a 403 in kube-apiserver's words, and SelfSubjectAccess
+// Reviews (kubectl auth can-i) answer the same.
+//
+// Known gaps: every other authenticated identity may do everything (no
+// RBAC; any client certificate the CA signed is an administrator unless it
+// is a node's); NodeRestriction's field-level rules (which labels and
+// taints a node may set on itself) are not applied; server-side apply is a strategic
 // merge of the applied configuration (no field ownership, no conflicts, no
 // managedFields); services/proxy passes responses through unchanged (no
 // rewriting of redirects or links, which kube-apiserver does for HTML).

@@ -152,6 +152,9 @@ func (s *Server) serveGroupVersion(w http.ResponseWriter, r *http.Request, group
 		q.subpath += "/"
 	}
 	setRequestInfo(r, q)
+	if !s.authorizeRequest(w, r, q) {
+		return
+	}
 	query := r.URL.Query()
 	switch {
 	case q.name == "":
@@ -424,6 +427,9 @@ func (s *Server) create(ctx context.Context, res resources.Resource, ns string, 
 	}
 	if m.GetName() == "" {
 		return nil, nil, apierrors.NewInvalid(gk, "", field.ErrorList{field.Required(field.NewPath("metadata", "name"), "name or generateName is required")})
+	}
+	if err := authorizeCreateName(ctx, res, ns, m.GetName()); err != nil {
+		return nil, nil, err
 	}
 	if res.Namespaced {
 		if err := s.namespaceUsable(ctx, ns); err != nil {
