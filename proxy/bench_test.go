@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -26,6 +27,14 @@ import (
 // the Service count; KUBELAB_BENCH_BACKEND ("nft" or "legacy") forces the
 // iptables flavour.
 var benchServices = envInt("KUBELAB_BENCH_SERVICES", 10000)
+
+func init() {
+	// KUBELAB_BENCH_DEBUG=1 logs each sync's phases (listing, bulk load,
+	// nft script) at debug level.
+	if os.Getenv("KUBELAB_BENCH_DEBUG") != "" {
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}
+}
 
 func benchMode() string {
 	if m := os.Getenv("KUBELAB_BENCH_MODE"); m != "" {

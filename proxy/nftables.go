@@ -29,19 +29,19 @@ import (
 // Refusals (REJECT/DROP) are counted rules with a comment naming the Service
 // port, in KUBELAB-FILTER-SERVICES / KUBELAB-FILTER-EXTERNAL, as in iptables.
 const (
-	nftFamily     = "ip"
-	nftTable      = "kubelab"
+	nftFamily = "ip"
+	nftTable  = "kubelab"
 	// The refusal chains live in their own small table: listing a chain
 	// (for the packet counters) makes nft load its whole table, and the
 	// kubelab table's maps hold ~100k elements at scale (3 s to list).
 	nftFilterTable = "kubelab-filter"
-	nftServiceIPs = "service-ips"       // daddr . proto . port : verdict
-	nftNodePorts  = "service-nodeports" // proto . port : verdict
-	nftHairpin    = "hairpin"           // endpoint . endpoint: masquerade a pod reaching itself
-	nftFilterSvc  = "KUBELAB-FILTER-SERVICES"
-	nftFilterExt  = "KUBELAB-FILTER-EXTERNAL"
-	nftLBPrefix   = "KUBELAB-LB-"
-	nftAffPrefix  = "KUBELAB-AFF-"
+	nftServiceIPs  = "service-ips"       // daddr . proto . port : verdict
+	nftNodePorts   = "service-nodeports" // proto . port : verdict
+	nftHairpin     = "hairpin"           // endpoint . endpoint: masquerade a pod reaching itself
+	nftFilterSvc   = "KUBELAB-FILTER-SERVICES"
+	nftFilterExt   = "KUBELAB-FILTER-EXTERNAL"
+	nftLBPrefix    = "KUBELAB-LB-"
+	nftAffPrefix   = "KUBELAB-AFF-"
 	// nft stores at most 128 bytes of comment.
 	nftCommentMax = 128
 )
@@ -55,6 +55,28 @@ func nftEndpointMap(proto string, local bool) string {
 		return "endpoints-" + proto + "-local"
 	}
 	return "endpoints-" + proto + "-cluster"
+}
+
+// generational reports whether a shared map is bulk-loaded per generation
+// (its physical name carries the generation: service-ips-g3).
+func generational(m string) bool { return m == nftServiceIPs || strings.HasPrefix(m, "endpoints-") }
+
+// nftPhys is the kernel name of shared map m in generation gen.
+func nftPhys(m string, gen int) string {
+	if generational(m) {
+		return fmt.Sprintf("%s-g%d", m, gen)
+	}
+	return m
+}
+
+// parseGen reads the generation from a physical map name (0 if none).
+func parseGen(name string) int {
+	i := strings.LastIndex(name, "-g")
+	if i < 0 || !generational(name[:i]) {
+		return 0
+	}
+	n, _ := strconv.Atoi(name[i+2:])
+	return n
 }
 
 func nftLBChain(proto string, local bool, n int) string {
@@ -304,7 +326,7 @@ func nftEndpointChain(name string, sp ServicePort, eps []Endpoint, cfg RenderCon
 }
 
 // nftLBRules renders a shared balancing chain from its name.
-func nftLBRules(name string, cfg RenderConfig) []string {
+func nftLBRules(name string, cfg RenderConfig, gen int) []string {
 	p, local, n, ok := parseLBChain(name)
 	if !ok {
 		return nil
@@ -314,29 +336,35 @@ func nftLBRules(name string, cfg RenderConfig) []string {
 		rules = append(rules, fmt.Sprintf("ip saddr != %s jump %s %s", cfg.ClusterCIDR, chainMarkMasq,
 			nftComment("cluster IP from outside the cluster CIDR")))
 	}
-	return append(rules, fmt.Sprintf("dnat ip to ip daddr . %s dport . numgen random mod %d map @%s %s", p, n, nftEndpointMap(p, local),
+	return append(rules, fmt.Sprintf("dnat ip to ip daddr . %s dport . numgen random mod %d map @%s %s", p, n, nftPhys(nftEndpointMap(p, local), gen),
 		nftComment(fmt.Sprintf("balance over %d endpoints", n))))
 }
 
-// nftSharedMaps declares the table's shared maps and sets; a full sync
-// flushes exactly these (affinity sets keep their clients).
-func nftSharedMaps() []string {
-	decl := []string{
-		fmt.Sprintf("map %s {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t}", nftServiceIPs),
+// nftSmallMaps declares the shared maps and sets rewritten by text in
+// every full sync (affinity sets are per port and keep their clients).
+func nftSmallMaps() []string {
+	return []string{
 		fmt.Sprintf("map %s {\n\t\ttype inet_proto . inet_service : verdict\n\t}", nftNodePorts),
 		fmt.Sprintf("set %s {\n\t\ttype ipv4_addr . ipv4_addr\n\t}", nftHairpin),
 	}
+}
+
+// nftGenMaps declares generation gen of the big shared maps: service-ips
+// and the endpoint maps.
+func nftGenMaps(gen int) []string {
+	decl := []string{fmt.Sprintf("map %s {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t}", nftPhys(nftServiceIPs, gen))}
 	for _, p := range nftProtos {
 		for _, local := range []bool{false, true} {
 			decl = append(decl, fmt.Sprintf("map %s {\n\t\ttypeof ip daddr . %s dport . numgen random mod 1 : ip daddr . %s dport\n\t}",
-				nftEndpointMap(p, local), p, p))
+				nftPhys(nftEndpointMap(p, local), gen), p, p))
 		}
 	}
 	return decl
 }
 
-func nftSharedNames() []string {
-	names := []string{nftServiceIPs, nftNodePorts, nftHairpin}
+// nftGenNames are the logical names of the generational maps.
+func nftGenNames() []string {
+	names := []string{nftServiceIPs}
 	for _, p := range nftProtos {
 		names = append(names, nftEndpointMap(p, false), nftEndpointMap(p, true))
 	}
@@ -362,9 +390,9 @@ func nftFilterChains(filterSvc, filterExt []string) []Chain {
 
 // nftFixedChains are the nat chains every ruleset has: base chains hooking
 // netfilter, dispatch and masquerade.
-func nftFixedChains(cfg RenderConfig) []Chain {
+func nftFixedChains(cfg RenderConfig, gen int) []Chain {
 	services := Chain{Name: chainServices, Rules: []string{
-		fmt.Sprintf("ip daddr . meta l4proto . th dport vmap @%s %s", nftServiceIPs, nftComment("kubelab service portals")),
+		fmt.Sprintf("ip daddr . meta l4proto . th dport vmap @%s %s", nftPhys(nftServiceIPs, gen), nftComment("kubelab service portals")),
 	}}
 	for _, ip := range nodePortIPs(cfg) {
 		services.Rules = append(services.Rules, fmt.Sprintf("ip daddr %s meta l4proto . th dport vmap @%s %s", ip, nftNodePorts,
@@ -410,7 +438,7 @@ func writeNftBlock(b *strings.Builder, table string, decls []string, chains []Ch
 }
 
 // writeNftElems writes one `add element` (or delete) command per map.
-func writeNftElems(b *strings.Builder, verb string, elems []NftElem) {
+func writeNftElems(b *strings.Builder, verb string, elems []NftElem, gen int) {
 	byMap := map[string][]NftElem{}
 	var maps []string
 	for _, e := range elems {
@@ -421,7 +449,7 @@ func writeNftElems(b *strings.Builder, verb string, elems []NftElem) {
 	}
 	sort.Strings(maps)
 	for _, m := range maps {
-		b.WriteString(verb + " element " + nftFamily + " " + nftTable + " " + m + " {\n")
+		b.WriteString(verb + " element " + nftFamily + " " + nftTable + " " + nftPhys(m, gen) + " {\n")
 		for i, e := range byMap[m] {
 			b.WriteString("\t")
 			b.WriteString(e.Key)
@@ -447,6 +475,7 @@ func writeNftElems(b *strings.Builder, verb string, elems []NftElem) {
 type NftRuleset struct {
 	Cfg   RenderConfig
 	Ports []*NftPort // sorted by Key
+	Gen   int        // generation of the big maps
 }
 
 // filterRules collects the refusal rules of all ports (in Ports' order).
@@ -458,23 +487,25 @@ func (r *NftRuleset) filterRules() (svc, ext []string) {
 	return svc, ext
 }
 
-// Script renders the full-sync transaction: flush the table's rules and
-// shared maps, declare everything, fill the maps, then delete the stale
-// chains and sets named in stale (found in the kernel, not in the ruleset).
-func (r *NftRuleset) Script(staleChains, staleSets []string) string {
+// Script renders the full-sync transaction: flush the tables' rules and the
+// small shared maps, declare everything, fill the maps (the generational
+// ones only unless bulk: then they were loaded over netlink before), then
+// delete the stale sets and chains named (found in the kernel, not in the
+// ruleset; "set NAME" or "map NAME" for sets).
+func (r *NftRuleset) Script(staleChains, staleSets []string, bulk bool) string {
 	var b strings.Builder
 	b.Grow(r.sizeHint())
 	fmt.Fprintf(&b, "add table %s %s\nflush table %s %s\n", nftFamily, nftTable, nftFamily, nftTable)
-	// Declare the shared maps before flushing them: the flush needs them to exist.
-	writeNftBlock(&b, nftTable, nftSharedMaps(), nil)
-	for _, m := range nftSharedNames() {
-		kind := "map"
-		if m == nftHairpin {
-			kind = "set"
+	// Declare the maps before flushing them: the flush needs them to exist.
+	writeNftBlock(&b, nftTable, append(nftSmallMaps(), nftGenMaps(r.Gen)...), nil)
+	fmt.Fprintf(&b, "flush map %s %s %s\n", nftFamily, nftTable, nftNodePorts)
+	fmt.Fprintf(&b, "flush set %s %s %s\n", nftFamily, nftTable, nftHairpin)
+	if !bulk {
+		for _, m := range nftGenNames() {
+			fmt.Fprintf(&b, "flush map %s %s %s\n", nftFamily, nftTable, nftPhys(m, r.Gen))
 		}
-		fmt.Fprintf(&b, "flush %s %s %s %s\n", kind, nftFamily, nftTable, m)
 	}
-	chains := nftFixedChains(r.Cfg)
+	chains := nftFixedChains(r.Cfg, r.Gen)
 	lbs := map[string]bool{}
 	var decls []string
 	var elems []NftElem
@@ -488,13 +519,17 @@ func (r *NftRuleset) Script(staleChains, staleSets []string) string {
 			decls = append(decls, nftSetDecl(s))
 		}
 		own = append(own, p.Chains...)
-		elems = append(elems, p.Elems...)
+		for _, e := range p.Elems {
+			if !bulk || !generational(e.Map) {
+				elems = append(elems, e)
+			}
+		}
 		for _, ip := range p.Targets {
 			hair[ip] = true
 		}
 	}
 	for _, l := range sortedKeys(lbs) {
-		chains = append(chains, Chain{Name: l, Rules: nftLBRules(l, r.Cfg)})
+		chains = append(chains, Chain{Name: l, Rules: nftLBRules(l, r.Cfg, r.Gen)})
 	}
 	chains = append(chains, own...)
 	writeNftBlock(&b, nftTable, decls, chains)
@@ -503,14 +538,36 @@ func (r *NftRuleset) Script(staleChains, staleSets []string) string {
 	for _, ip := range sortedKeys(hair) {
 		elems = append(elems, NftElem{Map: nftHairpin, Key: ip + " . " + ip})
 	}
-	writeNftElems(&b, "add", elems)
+	writeNftElems(&b, "add", elems, r.Gen)
+	// Sets first: an old generation's service-ips still references chains.
+	for _, s := range staleSets {
+		kind, name, _ := strings.Cut(s, " ")
+		fmt.Fprintf(&b, "delete %s %s %s %s\n", kind, nftFamily, nftTable, name)
+	}
 	for _, c := range staleChains {
 		fmt.Fprintf(&b, "delete chain %s %s %s\n", nftFamily, nftTable, c)
 	}
-	for _, s := range staleSets {
-		fmt.Fprintf(&b, "delete set %s %s %s\n", nftFamily, nftTable, s)
-	}
 	return b.String()
+}
+
+// bulkElems returns the generational maps' elements in kernel encoding,
+// keyed by physical map name.
+func (r *NftRuleset) bulkElems() (map[string][]nlElem, error) {
+	out := map[string][]nlElem{}
+	for _, p := range r.Ports {
+		for _, e := range p.Elems {
+			if !generational(e.Map) {
+				continue
+			}
+			ne, err := encodeElem(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.Key, err)
+			}
+			m := nftPhys(e.Map, r.Gen)
+			out[m] = append(out[m], ne)
+		}
+	}
+	return out, nil
 }
 
 func (r *NftRuleset) sizeHint() int {
@@ -528,11 +585,12 @@ func (r *NftRuleset) sizeHint() int {
 // kubelab table.
 func (r *NftRuleset) Names() (chains, sets map[string]bool) {
 	chains, sets = map[string]bool{}, map[string]bool{}
-	for _, c := range nftFixedChains(r.Cfg) {
+	for _, c := range nftFixedChains(r.Cfg, r.Gen) {
 		chains[c.Name] = true
 	}
-	for _, m := range nftSharedNames() {
-		sets[m] = true
+	sets[nftNodePorts], sets[nftHairpin] = true, true
+	for _, m := range nftGenNames() {
+		sets[nftPhys(m, r.Gen)] = true
 	}
 	for _, p := range r.Ports {
 		for _, l := range p.LB {
@@ -569,8 +627,9 @@ func RenderAllNft(ports []ServicePort, choices []Choice, cfg RenderConfig) *NftR
 	return r
 }
 
-// parseNftNames reads the chain, set and map names of the kubelab table from
-// `nft list chains ip` / `nft -t list sets ip` output (which show every table).
+// parseNftNames reads the chain names and the sets ("set NAME", "map NAME")
+// of the kubelab table from `nft list chains|sets|maps ip` output (which
+// shows every table).
 func parseNftNames(out string) (chains, sets []string) {
 	ours := false
 	for _, line := range strings.Split(out, "\n") {
@@ -589,7 +648,7 @@ func parseNftNames(out string) (chains, sets []string) {
 		case "chain":
 			chains = append(chains, f[1])
 		case "set", "map":
-			sets = append(sets, f[1])
+			sets = append(sets, f[0]+" "+f[1])
 		}
 	}
 	return chains, sets

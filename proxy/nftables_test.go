@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"log/slog"
+	"sort"
 	"strings"
 	"testing"
 
@@ -24,7 +26,9 @@ func renderWorldNft(svcs []*corev1.Service, slices []*discovery.EndpointSlice, n
 			choices = append(choices, Choose(sp, endpointsFor(mine, sp.PortName, sp.Protocol), node, gate))
 		}
 	}
-	return RenderAllNft(ports, choices, cfg)
+	rs := RenderAllNft(ports, choices, cfg)
+	rs.Gen = 1
+	return rs
 }
 
 var nftGoldenCases = []struct {
@@ -43,7 +47,7 @@ func TestNftRulesetGolden(t *testing.T) {
 	svcs, slices := goldenWorld()
 	for _, tt := range nftGoldenCases {
 		t.Run(tt.name, func(t *testing.T) {
-			checkGolden(t, tt.name+".nft", renderWorldNft(svcs, slices, tt.node, tt.cfg, tt.gate).Script(nil, nil))
+			checkGolden(t, tt.name+".nft", renderWorldNft(svcs, slices, tt.node, tt.cfg, tt.gate).Script(nil, nil, false))
 		})
 	}
 }
@@ -60,7 +64,7 @@ func TestNftScriptLoads(t *testing.T) {
 	ctx := context.Background()
 	svcs, slices := goldenWorld()
 	for _, tt := range nftGoldenCases {
-		script := renderWorldNft(svcs, slices, tt.node, tt.cfg, tt.gate).Script(nil, nil)
+		script := renderWorldNft(svcs, slices, tt.node, tt.cfg, tt.gate).Script(nil, nil, false)
 		for i := range 2 {
 			if _, err := run(ctx, ex, []byte(script), "nft", "-f", "-"); err != nil {
 				t.Fatalf("%s: load %d: %v", tt.name, i, err)
@@ -81,5 +85,47 @@ func TestNftScriptLoads(t *testing.T) {
 	}
 	if out, _ := run(ctx, ex, nil, "nft", "list", "ruleset"); strings.Contains(string(out), "kubelab") {
 		t.Errorf("cleanup left:\n%s", out)
+	}
+}
+
+// TestNftBulkLoadMatchesText loads the golden world twice into fresh
+// namespaces: all by nft text, and with the big maps over netlink (the
+// full-sync path). The kernel must hold exactly the same ruleset.
+func TestNftBulkLoadMatchesText(t *testing.T) {
+	l := newLab(t, 2)
+	ctx := context.Background()
+	svcs, eps := goldenWorld()
+	rs := renderWorldNft(svcs, eps, "node-1", RenderConfig{NodeIP: "10.200.0.1", ClusterCIDR: "10.244.0.0/16"}, true)
+	list := func(ex Executor) []string {
+		out, err := run(ctx, ex, nil, "nft", "list", "ruleset")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, s := range strings.Split(string(out), "\n") {
+			lines = append(lines, strings.TrimSuffix(strings.TrimSpace(s), ","))
+		}
+		sort.Strings(lines)
+		return lines
+	}
+	text := NetnsExecutor(l.nodes[0].ns, t.TempDir())
+	if _, err := run(ctx, text, []byte(rs.Script(nil, nil, false)), "nft", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	bulk := NetnsExecutor(l.nodes[1].ns, t.TempDir())
+	p := &Proxier{cfg: Config{Executor: bulk}, log: slog.Default()}
+	if !p.nftBulkLoad(ctx, rs) {
+		t.Fatal("bulk load failed (see log)")
+	}
+	if _, err := run(ctx, bulk, []byte(rs.Script(nil, nil, true)), "nft", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	a, b := list(text), list(bulk)
+	if strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Errorf("bulk-loaded ruleset differs from the text-loaded one:\n%s", lineDiff(strings.Join(a, "\n"), strings.Join(b, "\n")))
+	}
+	all := strings.Join(b, "\n")
+	if !strings.Contains(all, `10.96.0.10 . 80 . 2 : 10.244.2.3 . 8080`) || !strings.Contains(all, `10.96.0.10 . tcp . 80 comment "default/web:http cluster IP" : goto KUBELAB-LB-TCP-C-3`) {
+		t.Errorf("bulk-loaded maps lack expected elements:\n%s", strings.Join(b, "\n"))
 	}
 }

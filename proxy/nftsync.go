@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // nft runs `nft` with args and the given script on stdin (nil: none).
@@ -20,16 +21,11 @@ func isNoTable(err error) bool {
 // nftExisting lists the chains and sets of the kubelab table in the kernel
 // (without their contents: the maps hold ~100k elements at scale).
 func (p *Proxier) nftExisting(ctx context.Context) (chains, sets []string, err error) {
-	out, err := p.runNft(ctx, nil, "list", "chains", nftFamily)
+	out, err := p.runNft(ctx, []byte("list chains ip\nlist sets ip\nlist maps ip\n"), "-t", "-f", "-")
 	if err != nil {
 		return nil, nil, err
 	}
-	chains, _ = parseNftNames(string(out))
-	out, err = p.runNft(ctx, nil, "-t", "list", "sets", nftFamily)
-	if err != nil {
-		return nil, nil, err
-	}
-	_, sets = parseNftNames(string(out))
+	chains, sets = parseNftNames(string(out))
 	return chains, sets, nil
 }
 
@@ -88,12 +84,22 @@ func (p *Proxier) applyNft(ctx context.Context, full bool, changed map[string]bo
 
 	var script string
 	var filter map[string]string
+	gen := p.nftGen
+	t0 := time.Now()
 	if full {
-		rs := &NftRuleset{Cfg: p.rcfg, Ports: all}
 		chains, sets, err := p.nftExisting(ctx)
 		if err != nil {
 			return res, fmt.Errorf("list nft objects: %w", err)
 		}
+		for _, s := range sets {
+			_, name, _ := strings.Cut(s, " ")
+			gen = max(gen, parseGen(name))
+		}
+		gen++
+		tl := time.Now()
+		rs := &NftRuleset{Cfg: p.rcfg, Ports: all, Gen: gen}
+		bulk := p.nftBulkLoad(ctx, rs)
+		p.log.Debug("nft bulk load", "took", time.Since(tl), "listing", tl.Sub(t0))
 		wantC, wantS := rs.Names()
 		var staleC, staleS []string
 		for _, c := range chains {
@@ -102,11 +108,11 @@ func (p *Proxier) applyNft(ctx context.Context, full bool, changed map[string]bo
 			}
 		}
 		for _, s := range sets {
-			if !wantS[s] {
+			if _, name, _ := strings.Cut(s, " "); !wantS[name] {
 				staleS = append(staleS, s)
 			}
 		}
-		script = rs.Script(staleC, staleS)
+		script = rs.Script(staleC, staleS, bulk)
 		fs, fe := rs.filterRules()
 		filter = map[string]string{nftFilterSvc: strings.Join(fs, "\n"), nftFilterExt: strings.Join(fe, "\n")}
 		res.nat, res.filter = 0, len(fs)+len(fe)
@@ -119,11 +125,21 @@ func (p *Proxier) applyNft(ctx context.Context, full bool, changed map[string]bo
 	} else {
 		var b strings.Builder
 		var err error
-		filter, err = p.nftPartial(&b, olds, news, all, refusals)
+		filter, err = p.nftPartial(&b, olds, news, all, refusals, gen)
 		if err != nil {
 			return res, err
 		}
 		script = b.String()
+		if ops := p.nlPending; ops != nil {
+			p.nlPending = nil
+			err := nlElements(p.cfg.Executor, nftTable, ops.dels.sets, ops.adds.sets)
+			if err == nil {
+				p.nftCommitShared(full, all, olds, news, gen, filter)
+				return res, nil
+			}
+			p.log.Warn("netlink element update failed; using nft", "err", err)
+			script = ops.text.String()
+		}
 	}
 	res.bytes = len(script)
 	if script == "" {
@@ -143,7 +159,9 @@ func (p *Proxier) applyNft(ctx context.Context, full bool, changed map[string]bo
 			p.log.Debug("read refusal counters", "err", err)
 		}
 	}
+	t1 := time.Now()
 	_, err := p.runNft(ctx, []byte(script), "-f", "-")
+	p.log.Debug("nft script", "took", time.Since(t1), "bytes", len(script), "render", t1.Sub(t0))
 	if err == nil && rewritesFilter {
 		for c := range filter {
 			p.counters.resetChainLocked(c)
@@ -154,7 +172,14 @@ func (p *Proxier) applyNft(ctx context.Context, full bool, changed map[string]bo
 		return res, fmt.Errorf("nft (%s sync): %w", syncKind(full), err)
 	}
 
-	// The kernel now holds what we wrote: remember the shared objects.
+	p.nftCommitShared(full, all, olds, news, gen, filter)
+	return res, nil
+}
+
+// nftCommitShared records what the kernel now holds besides per-port
+// objects, after a successful transaction.
+func (p *Proxier) nftCommitShared(full bool, all, olds, news []*NftPort, gen int, filter map[string]string) {
+	p.nftGen = gen
 	if full {
 		p.nftLB, p.nftHair = map[string]bool{}, map[string]int{}
 		for _, np := range all {
@@ -185,13 +210,54 @@ func (p *Proxier) applyNft(ctx context.Context, full bool, changed map[string]bo
 	for c, t := range filter {
 		p.nftFilter[c] = t
 	}
-	return res, nil
+}
+
+// nftBulkLoad creates generation rs.Gen of the big maps and fills them over
+// netlink. They are referenced by no rule until the full-sync script runs,
+// so traffic never sees them half filled. false: load them by text instead
+// (the script then carries the elements).
+func (p *Proxier) nftBulkLoad(ctx context.Context, rs *NftRuleset) bool {
+	var b strings.Builder
+	fmt.Fprintf(&b, "add table %s %s\n", nftFamily, nftTable)
+	writeNftBlock(&b, nftTable, nftGenMaps(rs.Gen), nil)
+	for _, m := range nftGenNames() {
+		fmt.Fprintf(&b, "flush map %s %s %s\n", nftFamily, nftTable, nftPhys(m, rs.Gen))
+	}
+	// Verdicts name their chains, which must exist (empty is fine: nothing
+	// jumps to them before the full-sync script fills them).
+	targets := map[string]bool{}
+	for _, np := range rs.Ports {
+		for _, e := range np.Elems {
+			if c, ok := strings.CutPrefix(e.Value, "goto "); ok && generational(e.Map) {
+				targets[c] = true
+			}
+		}
+	}
+	for _, c := range sortedKeys(targets) {
+		fmt.Fprintf(&b, "add chain %s %s %s\n", nftFamily, nftTable, c)
+	}
+	t0 := time.Now()
+	elems, err := rs.bulkElems()
+	t1 := time.Now()
+	if err == nil {
+		_, err = p.runNft(ctx, []byte(b.String()), "-f", "-")
+	}
+	t2 := time.Now()
+	if err == nil {
+		err = nlAddElements(p.cfg.Executor, nftTable, elems)
+	}
+	p.log.Debug("bulk", "encode", t1.Sub(t0), "create", t2.Sub(t1), "netlink", time.Since(t2))
+	if err != nil {
+		p.log.Warn("bulk load of nft maps failed; loading them by text", "err", err)
+		return false
+	}
+	return true
 }
 
 // nftPartial writes the partial-sync transaction for the changed ports.
 // Order matters inside the transaction: elements and rules that reference a
 // chain or set go before the chain or set is deleted.
-func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, refusals bool) (map[string]string, error) {
+func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, refusals bool, gen int) (map[string]string, error) {
 	oldE, newE := map[string]NftElem{}, map[string]NftElem{}
 	for _, np := range olds {
 		for _, e := range np.Elems {
@@ -293,7 +359,7 @@ func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, ref
 		for _, l := range np.LB {
 			if !p.nftLB[l] && !seenLB[l] {
 				seenLB[l] = true
-				lbs = append(lbs, Chain{Name: l, Rules: nftLBRules(l, p.rcfg)})
+				lbs = append(lbs, Chain{Name: l, Rules: nftLBRules(l, p.rcfg, gen)})
 			}
 		}
 	}
@@ -311,7 +377,18 @@ func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, ref
 		}
 	}
 
-	writeNftElems(b, "delete", del)
+	if len(flush)+len(fw)+len(delC)+len(delS)+len(decls)+len(lbs)+len(write) == 0 {
+		// Only elements change (the common case: endpoints of a Service):
+		// one netlink batch, no nft process.
+		dn, an := encodeAll(del, gen), encodeAll(add, gen)
+		if dn.err == nil && an.err == nil && len(del)+len(add) > 0 {
+			p.nlPending = &nlOps{dels: dn, adds: an}
+			writeNftElems(&p.nlPending.text, "delete", del, gen)
+			writeNftElems(&p.nlPending.text, "add", add, gen)
+			return filter, nil
+		}
+	}
+	writeNftElems(b, "delete", del, gen)
 	for _, c := range flush {
 		fmt.Fprintf(b, "flush chain %s %s %s\n", nftFamily, nftTable, c)
 	}
@@ -326,8 +403,34 @@ func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, ref
 	}
 	writeNftBlock(b, nftTable, decls, append(lbs, write...))
 	writeNftBlock(b, nftFilterTable, nil, fw)
-	writeNftElems(b, "add", add)
+	writeNftElems(b, "add", add, gen)
 	return filter, nil
+}
+
+// nlOps are element changes a partial sync applies over netlink; text is
+// the same change for nft, used if netlink fails.
+type nlOps struct {
+	dels, adds encoded
+	text       strings.Builder
+}
+
+type encoded struct {
+	sets map[string][]nlElem
+	err  error
+}
+
+func encodeAll(elems []NftElem, gen int) encoded {
+	out := encoded{sets: map[string][]nlElem{}}
+	for _, e := range elems {
+		ne, err := encodeElem(e)
+		if err != nil {
+			out.err = err
+			return out
+		}
+		m := nftPhys(e.Map, gen)
+		out.sets[m] = append(out.sets[m], ne)
+	}
+	return out
 }
 
 func toSet(m map[string]string) map[string]bool {

@@ -90,11 +90,32 @@ type Proxier struct {
 	// nftables mode (nft is true): what the kernel holds besides per-port
 	// objects, so a partial sync writes only differences.
 	nft       bool
-	nftLB     map[string]bool   // shared balancing chains present
-	nftHair   map[string]int    // endpoint IP -> ports using it (hairpin set)
-	nftFilter map[string]string // refusal chain -> rules last written
+	nftLB     map[string]bool         // shared balancing chains present
+	nftHair   map[string]int          // endpoint IP -> ports using it (hairpin set)
+	nftFilter map[string]string       // refusal chain -> rules last written
+	nftGen    int                     // generation of the big maps in the kernel
+	from      map[string]renderedFrom // service key -> input of its port states
+	nlPending *nlOps                  // element-only partial sync, for netlink
 
 	counters refusalCounter
+}
+
+// renderedFrom is the input a Service's port states were computed from.
+type renderedFrom struct {
+	svc    *corev1.Service
+	slices []*discovery.EndpointSlice
+}
+
+func (a renderedFrom) same(b renderedFrom) bool {
+	if a.svc != b.svc || len(a.slices) != len(b.slices) {
+		return false
+	}
+	for _, s := range b.slices {
+		if !slices.Contains(a.slices, s) {
+			return false
+		}
+	}
+	return true
 }
 
 type portState struct {
@@ -189,6 +210,7 @@ func New(client kubernetes.Interface, cfg Config) (*Proxier, error) {
 		dirty:    map[string]bool{}, needFull: true,
 		signal: make(chan struct{}, 1),
 		ports:  map[string]*portState{}, svcPorts: map[string][]string{}, written: map[string]string{},
+		from: map[string]renderedFrom{},
 	}
 	p.rcfg = RenderConfig{ClusterCIDR: cfg.ClusterCIDR, DropNoLocal: cfg.NoLocalEndpoints == "drop"}
 	if cfg.NodeIP != nil {
@@ -395,8 +417,23 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	newPorts := map[string]*portState{}
 	newSvcPorts := map[string][]string{}
 	changed := make(map[string]bool, len(inputs))
+	from := make(map[string]renderedFrom, len(inputs))
 	for k, in := range inputs {
 		changed[k] = true
+		rf := renderedFrom{svc: in.svc, slices: in.slices}
+		from[k] = rf
+		// Informers replace objects on every change, so identical pointers
+		// mean identical input: the pure choice and rendering are reused
+		// (the kernel state is still rewritten in full).
+		if old, ok := p.from[k]; ok && in.svc != nil && old.same(rf) {
+			p.stateMu.RLock()
+			for _, pk := range p.svcPorts[k] {
+				newPorts[pk] = p.ports[pk]
+			}
+			newSvcPorts[k] = p.svcPorts[k]
+			p.stateMu.RUnlock()
+			continue
+		}
 		var pk []string
 		if in.svc != nil {
 			for _, sp := range servicePorts(in.svc) {
@@ -460,6 +497,17 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	}
 	if res.written != nil {
 		p.written = res.written
+	}
+	if full {
+		p.from = from // deleted Services drop out of the cache here
+	} else {
+		for k, rf := range from {
+			if rf.svc == nil {
+				delete(p.from, k)
+			} else {
+				p.from[k] = rf
+			}
+		}
 	}
 	p.booted = true
 	p.syncs++
@@ -741,7 +789,8 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	}
 	p.stateMu.Lock()
 	p.ports, p.svcPorts, p.written, p.booted = map[string]*portState{}, map[string][]string{}, map[string]string{}, false
-	p.nftLB, p.nftHair, p.nftFilter = map[string]bool{}, map[string]int{}, map[string]string{}
+	p.nftLB, p.nftHair, p.nftFilter, p.nftGen = map[string]bool{}, map[string]int{}, map[string]string{}, 0
+	p.from = map[string]renderedFrom{}
 	p.nlInternal, p.nlExternal = 0, 0
 	p.stateMu.Unlock()
 	return nil
@@ -800,7 +849,7 @@ func (p *Proxier) RulesetText() string {
 	p.stateMu.RLock()
 	ports := p.allNftPortsLocked(nil, nil)
 	p.stateMu.RUnlock()
-	return (&NftRuleset{Cfg: p.rcfg, Ports: ports}).Script(nil, nil)
+	return (&NftRuleset{Cfg: p.rcfg, Ports: ports, Gen: p.nftGen}).Script(nil, nil, false)
 }
 
 // Ruleset returns the full iptables ruleset as currently programmed
