@@ -1,6 +1,9 @@
 package nodeagent
 
 import (
+	"os"
+	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -51,5 +54,26 @@ func TestChooseAdoptions(t *testing.T) {
 	}
 	if len(kill) != len(recs)-3 {
 		t.Errorf("kill %d records, want %d: %+v", len(kill), len(recs)-3, kill)
+	}
+}
+
+func TestWorkloadCommandPrefersSmallBinary(t *testing.T) {
+	dir := t.TempDir()
+	self := filepath.Join(dir, "kubelab")
+	if got := workloadCommand(self); !reflect.DeepEqual(got, []string{self, "workload"}) {
+		t.Errorf("without %s: %v", WorkloadBinary, got)
+	}
+	small := filepath.Join(dir, WorkloadBinary)
+	if err := os.WriteFile(small, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := workloadCommand(self); got[0] != self {
+		t.Errorf("a non-executable %s was chosen: %v", WorkloadBinary, got)
+	}
+	if err := os.Chmod(small, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := workloadCommand(self); !reflect.DeepEqual(got, []string{small}) {
+		t.Errorf("with %s: %v", WorkloadBinary, got)
 	}
 }

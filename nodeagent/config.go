@@ -44,9 +44,15 @@ type Config struct {
 	StartProxy func(ctx context.Context, client kubernetes.Interface, p ProxyParams) (http.Handler, error)
 
 	// WorkloadCommand starts the built-in workload: argv before its flags.
-	// Default: this executable with "workload".
+	// Default: WorkloadBinary when it sits next to this executable, else
+	// this executable with "workload".
 	WorkloadCommand []string
 }
+
+// WorkloadBinary is the name of the small built-in workload executable
+// (nodeagent/workload/kubelab-workload), preferred when installed next to
+// the agent's executable.
+const WorkloadBinary = "kubelab-workload"
 
 // ProxyParams is what the agent knows that the proxy needs.
 type ProxyParams struct {
@@ -91,9 +97,21 @@ func (c *Config) defaults() error {
 		if err != nil {
 			return err
 		}
-		c.WorkloadCommand = []string{self, "workload"}
+		c.WorkloadCommand = workloadCommand(self)
 	}
 	return nil
+}
+
+// workloadCommand prefers WorkloadBinary next to self: the same workload in
+// a small binary starts in a few milliseconds of CPU instead of ~60 (the
+// full binary's package initialisation), which is most of the CPU a burst of
+// pods costs.
+func workloadCommand(self string) []string {
+	sibling := filepath.Join(filepath.Dir(self), WorkloadBinary)
+	if st, err := os.Stat(sibling); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return []string{sibling}
+	}
+	return []string{self, "workload"}
 }
 
 // DefaultNodeIP is the first IPv4 address of eth0, or else of the link

@@ -148,11 +148,14 @@ type podWorker struct {
 	kickCh         chan struct{}
 	sandboxCreated time.Duration
 	adopted        map[string]*containerRecord // containers to take over, by name
+	// Timeline of the pod's start, for the Debug log once it is first
+	// reported Ready: where the time to Running+Ready goes.
+	seen, sandboxAt, readyLogged time.Time
 }
 
 func newPodWorker(m *podManager, p *corev1.Pod) *podWorker {
 	return &podWorker{m: m, uid: p.UID, ns: p.Namespace, name: p.Name, key: p.Namespace + "/" + p.Name,
-		ctrs: map[string]*containerRun{}, kickCh: make(chan struct{}, 1)}
+		ctrs: map[string]*containerRun{}, kickCh: make(chan struct{}, 1), seen: time.Now()}
 }
 
 func (w *podWorker) kick() {
@@ -332,6 +335,7 @@ func (w *podWorker) createSandbox(pod *corev1.Pod) error {
 	w.mu.Lock()
 	w.sb = sb
 	w.sandboxCreated = time.Since(t0)
+	w.sandboxAt = time.Now()
 	w.mu.Unlock()
 	slog.Debug("sandbox ready", "pod", w.key, "ip", ip, "took", time.Since(t0))
 	return nil
@@ -454,5 +458,15 @@ func (w *podWorker) report(ctx context.Context, pod *corev1.Pod) {
 	}
 	w.mu.Lock()
 	w.reported, w.reportedValid = st, true
+	if w.readyLogged.IsZero() && st.Phase == corev1.PodRunning && len(views) > 0 && views[len(views)-1].status.Ready {
+		w.readyLogged = time.Now()
+		var startedAt time.Time
+		if r := views[len(views)-1].status.State.Running; r != nil {
+			startedAt = r.StartedAt.Time
+		}
+		slog.Debug("pod ready", "pod", w.key, "sinceCreated", w.readyLogged.Sub(pod.CreationTimestamp.Time),
+			"seenAfterCreate", w.seen.Sub(pod.CreationTimestamp.Time), "toSandbox", w.sandboxAt.Sub(w.seen), "sandboxTook", w.sandboxCreated,
+			"toProcess", startedAt.Sub(w.seen), "toReadyPosted", w.readyLogged.Sub(w.seen))
+	}
 	w.mu.Unlock()
 }

@@ -52,7 +52,10 @@ func kubelabBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "kubelab")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/kubelab/kubelab/cmd/kubelab").CombinedOutput()
+		// Both binaries, installed side by side: the agent then runs the
+		// small built-in workload (nodeagent.WorkloadBinary).
+		out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/kubelab/kubelab/cmd/kubelab",
+			"github.com/kubelab/kubelab/nodeagent/workload/kubelab-workload").CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -230,8 +233,9 @@ func (l *kubelabLab) agentPID(node string) int {
 	return 0
 }
 
-// processesOf lists live processes whose argv[0] is bin, or whose command
-// line contains marker.
+// processesOf lists live processes whose argv[0] is in bin's directory (the
+// kubelab binary and the small workload binary), or whose command line
+// contains marker.
 func processesOf(bin, marker string) []string {
 	entries, _ := os.ReadDir("/proc")
 	var out []string
@@ -245,7 +249,7 @@ func processesOf(bin, marker string) []string {
 			continue
 		}
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if args[0] == bin || (marker != "" && strings.Contains(string(b), marker)) {
+		if filepath.Dir(args[0]) == filepath.Dir(bin) || (marker != "" && strings.Contains(string(b), marker)) {
 			out = append(out, fmt.Sprintf("%d %s", pid, strings.Join(args, " ")))
 		}
 	}

@@ -109,10 +109,12 @@ func (m *Manager) Create(uid string, ip net.IP) (sb *Sandbox, err error) {
 	}
 	defer ns.Close()
 	gw := Gateway(m.CIDR)
-	peer := "klt" + hash(uid) // renamed to eth0 inside the pod
+	// The peer is born inside the pod's namespace as eth0 (no rename), and
+	// the host side is created up: every netlink request spared counts, as
+	// they all queue on the kernel's one rtnl lock across every namespace.
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: sb.HostLink, TxQLen: 1000},
-		PeerName:      peer,
+		LinkAttrs:     netlink.LinkAttrs{Name: sb.HostLink, TxQLen: 1000, Flags: net.FlagUp},
+		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(int(ns)),
 	}
 	nh := m.nl()
@@ -126,9 +128,6 @@ func (m *Manager) Create(uid string, ip net.IP) (sb *Sandbox, err error) {
 	if err := nh.AddrAdd(host, &netlink.Addr{IPNet: &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)}}); err != nil {
 		return nil, fmt.Errorf("gateway address on %s: %w", sb.HostLink, err)
 	}
-	if err := nh.LinkSetUp(host); err != nil {
-		return nil, err
-	}
 	if err := nh.RouteReplace(&netlink.Route{LinkIndex: host.Attrs().Index, Scope: netlink.SCOPE_LINK,
 		Dst: &net.IPNet{IP: sb.IP, Mask: net.CIDRMask(32, 32)}}); err != nil {
 		return nil, fmt.Errorf("route to pod %s: %w", sb.IP, err)
@@ -138,11 +137,8 @@ func (m *Manager) Create(uid string, ip net.IP) (sb *Sandbox, err error) {
 		return nil, err
 	}
 	defer h.Close()
-	pl, err := h.LinkByName(peer)
+	pl, err := h.LinkByName("eth0")
 	if err != nil {
-		return nil, err
-	}
-	if err := h.LinkSetName(pl, "eth0"); err != nil {
 		return nil, err
 	}
 	if err := h.AddrAdd(pl, &netlink.Addr{IPNet: &net.IPNet{IP: sb.IP, Mask: net.CIDRMask(32, 32)}}); err != nil {
