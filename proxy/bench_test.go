@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -86,7 +88,7 @@ func BenchmarkRenderFull(b *testing.B) {
 
 // benchProxier makes a Proxier for a fresh namespace (node-1 of a one-node
 // lab) and loads the world into its state directly, as the informers would.
-func benchProxier(b *testing.B, l *lab, svcs []*corev1.Service, slices []*discovery.EndpointSlice) *Proxier {
+func benchProxier(b *testing.B, l *lab, svcs []*corev1.Service, slices [][]*discovery.EndpointSlice) *Proxier {
 	n := l.nodes[0]
 	p, err := New(fake.NewClientset(), Config{NodeName: n.name, NodeIP: net.ParseIP(n.ip), ClusterCIDR: "10.244.0.0/16",
 		ServiceInternalTrafficPolicy: true, Executor: NetnsExecutor(n.ns, b.TempDir()),
@@ -97,7 +99,10 @@ func benchProxier(b *testing.B, l *lab, svcs []*corev1.Service, slices []*discov
 	for i, s := range svcs {
 		k := objKey(s.Namespace, s.Name)
 		p.services[k] = s
-		p.slices[k] = map[string]*discovery.EndpointSlice{slices[i].Name: slices[i]}
+		p.slices[k] = map[string]*discovery.EndpointSlice{}
+		for _, sl := range slices[i] {
+			p.slices[k][sl.Name] = sl
+		}
 		p.dirty[k] = true
 	}
 	return p
@@ -113,12 +118,19 @@ func benchLab(b *testing.B) *lab {
 func BenchmarkSync(b *testing.B) {
 	l := benchLab(b)
 	svcs, slices := benchWorld(benchEndpoints)
-	p := benchProxier(b, l, svcs, slices)
+	per := make([][]*discovery.EndpointSlice, len(slices))
+	for i, s := range slices {
+		per[i] = []*discovery.EndpointSlice{s}
+	}
+	p := benchProxier(b, l, svcs, per)
 	ctx := context.Background()
-	if err := p.Sync(ctx); err != nil { // first sync: creates ~330k rules
+	t0 := time.Now()
+	if err := p.Sync(ctx); err != nil { // first sync: every choice computed
 		b.Fatal(err)
 	}
+	cold := time.Since(t0)
 	var full, partial time.Duration
+	var last string
 	b.ResetTimer()
 	for i := range b.N {
 		p.mu.Lock()
@@ -133,7 +145,8 @@ func BenchmarkSync(b *testing.B) {
 		// One endpoint of one Service changes address.
 		k := i % len(svcs)
 		s := slices[k].DeepCopy()
-		s.Endpoints[0].Addresses = []string{fmt.Sprintf("10.244.1.%d", 100+i%100)}
+		last = fmt.Sprintf("10.244.1.%d", 100+i%100)
+		s.Endpoints[0].Addresses = []string{last}
 		key := objKey("bench", svcs[k].Name)
 		p.mu.Lock()
 		p.slices[key] = map[string]*discovery.EndpointSlice{s.Name: s}
@@ -146,6 +159,22 @@ func BenchmarkSync(b *testing.B) {
 		partial += time.Since(t0)
 	}
 	b.StopTimer()
+	// The last change is in the kernel (not only in our state).
+	k := (b.N - 1) % len(svcs)
+	if p.nft {
+		m := nftPhys(nftEndpointMap("tcp", false), p.nftGen)
+		var keys []string
+		for e := range benchEndpoints {
+			keys = append(keys, fmt.Sprintf("%s . 80 . %d", benchIP(k), e))
+		}
+		out, err := run(ctx, p.cfg.Executor, nil, "nft", "get", "element", "ip", nftTable, m, "{ "+strings.Join(keys, ", ")+" }")
+		if err != nil || !strings.Contains(string(out), last+" . 8080") {
+			b.Fatalf("partial sync not in the kernel (want %s): %s %v", last, out, err)
+		}
+	} else if s := sh(b, "ip", "netns", "exec", l.nodes[0].ns, "iptables-save", "-t", "nat"); !strings.Contains(s, last+":8080") {
+		b.Fatalf("partial sync not in the kernel")
+	}
+	b.ReportMetric(float64(cold.Microseconds())/1000, "cold-full-ms")
 	fullMs := float64(full.Microseconds()) / 1000 / float64(b.N)
 	partMs := float64(partial.Microseconds()) / 1000 / float64(b.N)
 	b.ReportMetric(fullMs, "full-ms")
@@ -153,20 +182,33 @@ func BenchmarkSync(b *testing.B) {
 	b.ReportMetric(partMs/fullMs, "partial/full")
 	var ms runtime.MemStats
 	runtime.GC()
+	debug.FreeOSMemory()
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MB")
-	b.ReportMetric(rssMB(), "rss-MB")
-	nat, filter := p.Ruleset().CountRules()
-	b.Logf("rules: nat %d filter %d", nat, filter)
+	if f := os.Getenv("KUBELAB_BENCH_HEAPPROFILE"); f != "" {
+		if w, err := os.Create(f); err == nil {
+			_ = pprof.WriteHeapProfile(w)
+			w.Close()
+		}
+	}
+	b.ReportMetric(procStatusMB("VmRSS:"), "rss-MB")
+	b.ReportMetric(procStatusMB("VmHWM:"), "peak-rss-MB")
+	runtime.KeepAlive(svcs)
+	runtime.KeepAlive(slices)
+	runtime.KeepAlive(p)
 }
 
-func rssMB() float64 {
+// procStatusMB reads a memory line of /proc/self/status (VmRSS: now, after
+// the Go heap returned what it could; VmHWM: the peak) in MiB. The test
+// process holds what an agent would: the Services and EndpointSlices (its
+// informer caches) and the proxier's state.
+func procStatusMB(field string) float64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field) {
 			f := strings.Fields(line)
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
@@ -175,48 +217,63 @@ func rssMB() float64 {
 	return 0
 }
 
-// BenchmarkFirstPacket compares the TCP connect time (first packet walks
-// the nat rules) to the Service dispatched first with the one dispatched
-// last, 10,000 Services installed. Reports medians and last/first.
+// BenchmarkFirstPacket compares the TCP connect time (the first packet
+// walks the nat rules) to the Service dispatched first with the one
+// dispatched last, 10,000 Services x 10 endpoints installed (every endpoint
+// is a port 8080..8089 of one pod, so all of them answer). In nftables mode
+// dispatch is a hash lookup, so first/last are the first and last created.
+// Reports medians and last/first.
 func BenchmarkFirstPacket(b *testing.B) {
 	l := benchLab(b)
 	n := l.nodes[0]
-	svcs, slices := benchWorld(1)
-	// One pod holding the endpoint address 10.244.1.2.
+	svcs, _ := benchWorld(0)
+	// Ten endpoints per Service need ten ports: one slice per port number,
+	// each mapping the Service port "http".
+	slices := make([][]*discovery.EndpointSlice, len(svcs))
+	for i, s := range svcs {
+		for e := range benchEndpoints {
+			slices[i] = append(slices[i], mkSlice("bench", s.Name, fmt.Sprintf("%s-%d", s.Name, e), "http", corev1.ProtocolTCP, int32(8080+e),
+				sliceEP{ip: "10.244.1.2", node: n.name}))
+		}
+	}
 	pod := l.addPod(n, "p", "10.244.1.2")
-	var ln net.Listener
-	inNS(b, pod.ns, func() {
-		var err error
-		if ln, err = net.Listen("tcp4", ":8080"); err != nil {
-			b.Fatal(err)
-		}
-	})
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	for e := range benchEndpoints {
+		var ln net.Listener
+		inNS(b, pod.ns, func() {
+			var err error
+			if ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", 8080+e)); err != nil {
+				b.Fatal(err)
 			}
-			c.Close()
-		}
-	}()
+		})
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
 	p := benchProxier(b, l, svcs, slices)
 	if err := p.Sync(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	// First and last Service in dispatch order.
-	rs := p.Ruleset()
-	var dispatch []string
-	for _, c := range rs.Nat {
-		if strings.HasPrefix(c.Name, bucketPrefix) {
-			for _, r := range c.Rules {
-				dispatch = append(dispatch, strings.Fields(r)[3]) // -A CHAIN -d IP/32
+	first, last := benchIP(0)+":80", benchIP(len(svcs)-1)+":80"
+	if !p.nft {
+		// First and last Service in dispatch order.
+		var dispatch []string
+		for _, c := range p.Ruleset().Nat {
+			if strings.HasPrefix(c.Name, bucketPrefix) {
+				for _, r := range c.Rules {
+					dispatch = append(dispatch, strings.Fields(r)[3]) // -A CHAIN -d IP/32
+				}
 			}
 		}
+		first = strings.TrimSuffix(dispatch[0], "/32") + ":80"
+		last = strings.TrimSuffix(dispatch[len(dispatch)-1], "/32") + ":80"
 	}
-	first := strings.TrimSuffix(dispatch[0], "/32") + ":80"
-	last := strings.TrimSuffix(dispatch[len(dispatch)-1], "/32") + ":80"
 	connect := func(a string) time.Duration {
 		var d time.Duration
 		inNS(b, n.ns, func() {
@@ -251,5 +308,5 @@ func BenchmarkFirstPacket(b *testing.B) {
 	b.ReportMetric(mf, "first-us")
 	b.ReportMetric(ml, "last-us")
 	b.ReportMetric(ml/mf, "last/first")
-	b.Logf("first %s last %s (%d dispatch rules)", first, last, len(dispatch))
+	b.Logf("mode %s: first %s last %s", p.Mode(), first, last)
 }

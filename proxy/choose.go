@@ -169,12 +169,23 @@ func decide(pol Policy, cluster, local []Endpoint, cfb, lfb bool, node, note str
 // usable returns the ready endpoints that pass keep, or, when there are none,
 // the serving-and-terminating ones (fallback=true).
 func usable(eps []Endpoint, keep func(Endpoint) bool) (out []Endpoint, fallback bool) {
+	n := 0
 	for _, e := range eps {
 		if keep(e) && e.Ready {
-			out = append(out, e)
+			n++
 		}
 	}
-	if len(out) > 0 {
+	if n == len(eps) && n > 0 {
+		// All of them (the common case): share eps, which dedupe made.
+		return eps[:n:n], false
+	}
+	if n > 0 {
+		out = make([]Endpoint, 0, n)
+		for _, e := range eps {
+			if keep(e) && e.Ready {
+				out = append(out, e)
+			}
+		}
 		return out, false
 	}
 	for _, e := range eps {

@@ -122,6 +122,37 @@ type NftElem struct {
 
 func (e NftElem) id() string { return e.Map + "|" + e.Key }
 
+// LBElems are a port's elements in a shared endpoint map: ClusterIP . port
+// . i -> endpoint i.
+type LBElems struct {
+	Map       string
+	ClusterIP string
+	Port      int32
+	Eps       []Endpoint
+}
+
+// AllElems returns every element the port puts in shared maps.
+func (np *NftPort) AllElems() []NftElem {
+	if np.LBEps == nil {
+		return np.Elems
+	}
+	l := np.LBEps
+	out := make([]NftElem, 0, len(l.Eps)+len(np.Elems))
+	for i, e := range l.Eps {
+		out = append(out, NftElem{Map: l.Map, Key: l.ClusterIP + " . " + strconv.Itoa(int(l.Port)) + " . " + strconv.Itoa(i),
+			Value: e.IP + " . " + strconv.Itoa(int(e.Port))})
+	}
+	return append(out, np.Elems...)
+}
+
+func (np *NftPort) numElems() int {
+	n := len(np.Elems)
+	if np.LBEps != nil {
+		n += len(np.LBEps.Eps)
+	}
+	return n
+}
+
 // NftSet is a per-port dynamic set (ClientIP affinity for one endpoint).
 type NftSet struct {
 	Name    string
@@ -130,8 +161,12 @@ type NftSet struct {
 
 // NftPort is everything one Service port contributes to the nft ruleset.
 type NftPort struct {
-	Key            string
+	Key string
+	// Elems are the port's elements of service-ips and service-nodeports;
+	// LB, when set, generates its endpoint-map elements on use (10 per port
+	// at scale: not stored, to keep the agent small).
 	Elems          []NftElem
+	LBEps          *LBElems
 	Chains         []Chain // own chains, rules in nft syntax
 	Sets           []NftSet
 	LB             []string // shared balancing chains it jumps to
@@ -170,10 +205,7 @@ func RenderPortNft(sp ServicePort, c Choice, cfg RenderConfig) NftPort {
 		case !own:
 			target = nftLBChain(p, local, len(eps))
 			np.LB = append(np.LB, target)
-			m := nftEndpointMap(p, local)
-			for i, e := range eps {
-				np.Elems = append(np.Elems, NftElem{Map: m, Key: fmt.Sprintf("%s . %d . %d", sp.ClusterIP, sp.Port, i), Value: fmt.Sprintf("%s . %d", e.IP, e.Port)})
-			}
+			np.LBEps = &LBElems{Map: nftEndpointMap(p, local), ClusterIP: sp.ClusterIP, Port: sp.Port, Eps: eps}
 			np.Targets = append(np.Targets, endpointIPs(eps)...)
 		case local:
 			target, needSVL = svlChain(key), true
@@ -519,7 +551,7 @@ func (r *NftRuleset) Script(staleChains, staleSets []string, bulk bool) string {
 			decls = append(decls, nftSetDecl(s))
 		}
 		own = append(own, p.Chains...)
-		for _, e := range p.Elems {
+		for _, e := range p.AllElems() {
 			if !bulk || !generational(e.Map) {
 				elems = append(elems, e)
 			}
@@ -555,6 +587,13 @@ func (r *NftRuleset) Script(staleChains, staleSets []string, bulk bool) string {
 func (r *NftRuleset) bulkElems() (map[string][]nlElem, error) {
 	out := map[string][]nlElem{}
 	for _, p := range r.Ports {
+		if l := p.LBEps; l != nil {
+			m := nftPhys(l.Map, r.Gen)
+			var err error
+			if out[m], err = l.appendEncoded(out[m]); err != nil {
+				return nil, fmt.Errorf("%s: %w", p.Key, err)
+			}
+		}
 		for _, e := range p.Elems {
 			if !generational(e.Map) {
 				continue
@@ -573,9 +612,7 @@ func (r *NftRuleset) bulkElems() (map[string][]nlElem, error) {
 func (r *NftRuleset) sizeHint() int {
 	n := 4096
 	for _, p := range r.Ports {
-		for _, e := range p.Elems {
-			n += len(e.Key) + len(e.Value) + 8
-		}
+		n += 48 * p.numElems()
 		n += textSize(p.Chains) + 64*len(p.Sets)
 	}
 	return n

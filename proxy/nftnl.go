@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"sort"
 	"strconv"
@@ -177,6 +178,34 @@ func encodeElem(e NftElem) (nlElem, error) {
 	}
 	out.data, err = regPort(out.data, v[1])
 	return out, err
+}
+
+// appendEncoded encodes the endpoint-map elements straight from the
+// endpoints (the full sync's hot loop: 100,000 elements at scale).
+func (l *LBElems) appendEncoded(dst []nlElem) ([]nlElem, error) {
+	cip, err := netip.ParseAddr(l.ClusterIP)
+	if err != nil || !cip.Is4() {
+		return dst, fmt.Errorf("cluster IP %q", l.ClusterIP)
+	}
+	c4 := cip.As4()
+	// One backing array for all keys and data of this port.
+	buf := make([]byte, 0, len(l.Eps)*20)
+	for i, e := range l.Eps {
+		a, err := netip.ParseAddr(e.IP)
+		if err != nil || !a.Is4() {
+			return dst, fmt.Errorf("endpoint %q", e.IP)
+		}
+		a4 := a.As4()
+		k := len(buf)
+		buf = append(buf, c4[:]...)
+		buf = append(binary.BigEndian.AppendUint16(buf, uint16(l.Port)), 0, 0)
+		buf = binary.NativeEndian.AppendUint32(buf, uint32(i))
+		d := len(buf)
+		buf = append(buf, a4[:]...)
+		buf = append(binary.BigEndian.AppendUint16(buf, uint16(e.Port)), 0, 0)
+		dst = append(dst, nlElem{key: buf[k:d:d], data: buf[d:len(buf):len(buf)]})
+	}
+	return dst, nil
 }
 
 func appendElem(b []byte, e nlElem, keyOnly bool) []byte {

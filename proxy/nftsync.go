@@ -117,7 +117,7 @@ func (p *Proxier) applyNft(ctx context.Context, full bool, changed map[string]bo
 		filter = map[string]string{nftFilterSvc: strings.Join(fs, "\n"), nftFilterExt: strings.Join(fe, "\n")}
 		res.nat, res.filter = 0, len(fs)+len(fe)
 		for _, np := range all {
-			res.nat += len(np.Elems)
+			res.nat += np.numElems()
 			for _, c := range np.Chains {
 				res.nat += len(c.Rules)
 			}
@@ -260,12 +260,12 @@ func (p *Proxier) nftBulkLoad(ctx context.Context, rs *NftRuleset) bool {
 func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, refusals bool, gen int) (map[string]string, error) {
 	oldE, newE := map[string]NftElem{}, map[string]NftElem{}
 	for _, np := range olds {
-		for _, e := range np.Elems {
+		for _, e := range np.AllElems() {
 			oldE[e.id()] = e
 		}
 	}
 	for _, np := range news {
-		for _, e := range np.Elems {
+		for _, e := range np.AllElems() {
 			newE[e.id()] = e
 		}
 	}
