@@ -36,10 +36,17 @@
 // Known gaps: every other authenticated identity may do everything (no
 // RBAC; any client certificate the CA signed is an administrator unless it
 // is a node's); NodeRestriction's field-level rules (which labels and
-// taints a node may set on itself) are not applied; server-side apply is a strategic
-// merge of the applied configuration (no field ownership, no conflicts, no
-// managedFields); services/proxy passes responses through unchanged (no
+// taints a node may set on itself) are not applied; managedFields are
+// tracked from an object's first server-side apply on, not from its
+// creation (fieldmanager.go says why); the scale subresource and the
+// server's own writes (deletion marks, binding) are not recorded in
+// managedFields; services/proxy passes responses through unchanged (no
 // rewriting of redirects or links, which kube-apiserver does for HTML).
+//
+// Server-side apply is apimachinery's field manager, as in kube-apiserver:
+// field ownership, removal of fields a manifest drops, conflicts (409, with
+// kubectl's "Apply failed with N conflicts") unless force, and
+// metadata.managedFields.
 // events.k8s.io/v1 Events are stored as core/v1 Events (one object, two
 // versions, as in kube-apiserver).
 //

@@ -8,6 +8,8 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -27,12 +29,10 @@ func patchType(r *http.Request) (types.PatchType, error) {
 	}
 }
 
-// applyPatch applies patch to the JSON document cur. dataStruct carries the
-// strategic-merge keys (the typed object). Server-side apply is served as a
-// strategic merge of the applied configuration over the live object: lists
-// merge by their keys and fields the manifest sets win. Unlike real
-// server-side apply there is no field ownership: fields dropped from a
-// manifest are not removed and there are no apply conflicts.
+// applyPatch applies a JSON, merge or strategic merge patch to the JSON
+// document cur. dataStruct carries the strategic-merge keys (the typed
+// object). Server-side apply goes through the field manager instead
+// (fieldmanager.go).
 func applyPatch(pt types.PatchType, cur, patch []byte, dataStruct runtime.Object) ([]byte, error) {
 	switch pt {
 	case types.JSONPatchType:
@@ -51,7 +51,7 @@ func applyPatch(pt types.PatchType, cur, patch []byte, dataStruct runtime.Object
 			return nil, apierrors.NewBadRequest(err.Error())
 		}
 		return out, nil
-	case types.StrategicMergePatchType, types.ApplyYAMLPatchType:
+	case types.StrategicMergePatchType:
 		out, err := strategicpatch.StrategicMergePatch(cur, patch, dataStruct)
 		if err != nil {
 			return nil, apierrors.NewBadRequest(err.Error())
@@ -108,21 +108,50 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, q request, 
 		return
 	}
 	gvk := q.res.GVK()
+	manager, force := managerFor(r), forceParam(r)
+	popts := &metav1.PatchOptions{FieldManager: r.URL.Query().Get("fieldManager")}
+	if r.URL.Query().Has("force") {
+		popts.Force = &force
+	}
+	if errs := metav1validation.ValidatePatchOptions(popts, pt); len(errs) > 0 {
+		writeError(w, apierrors.NewInvalid(schema.GroupKind{Group: metav1.GroupName, Kind: "PatchOptions"}, "", errs))
+		return
+	}
+	apply := pt == types.ApplyYAMLPatchType
+	sub := ""
+	if mode == modeStatus {
+		sub = "status"
+	}
+	if apply {
+		if err := checkTypeMeta(patch, gvk); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	ctx := withWriteInfo(r.Context(), writeInfo{manager: manager, applied: apply})
 	var decodeWarns []string
-	out, warns, err := s.update(r.Context(), q, mode, func(cur runtime.Object) (runtime.Object, error) {
-		curJSON, err := runtime.Encode(jsonSer, cur)
-		if err != nil {
-			return nil, err
+	out, warns, err := s.update(ctx, q, mode, func(cur runtime.Object) (runtime.Object, error) {
+		var obj runtime.Object
+		if apply {
+			var err error
+			if obj, err = s.applyConfig(gvk, sub, cur, patch, manager, force); err != nil {
+				return nil, err
+			}
+		} else {
+			curJSON, err := runtime.Encode(jsonSer, cur)
+			if err != nil {
+				return nil, err
+			}
+			patched, err := applyPatch(pt, curJSON, patch, q.res.New())
+			if err != nil {
+				return nil, err
+			}
+			var dw []string
+			if obj, dw, err = decodePatched(r, patched, gvk, q.res.New()); err != nil {
+				return nil, err
+			}
+			decodeWarns = dw
 		}
-		patched, err := applyPatch(pt, curJSON, patch, q.res.New())
-		if err != nil {
-			return nil, err
-		}
-		obj, dw, err := decodePatched(r, patched, gvk, q.res.New())
-		if err != nil {
-			return nil, err
-		}
-		decodeWarns = dw
 		m, err := meta.Accessor(obj)
 		if err != nil {
 			return nil, err
@@ -136,8 +165,8 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, q request, 
 		}
 		return obj, nil
 	}, dryRun(r))
-	if apierrors.IsNotFound(err) && pt == types.ApplyYAMLPatchType && mode == modeMain {
-		s.applyCreate(w, r, q, patch)
+	if apierrors.IsNotFound(err) && apply && mode == modeMain {
+		s.applyCreate(w, r.WithContext(ctx), q, patch, manager, force)
 		return
 	}
 	addWarnings(w, append(decodeWarns, warns...))
@@ -149,13 +178,14 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, q request, 
 }
 
 // applyCreate serves server-side apply of an object that does not exist:
-// the applied configuration is created.
-func (s *Server) applyCreate(w http.ResponseWriter, r *http.Request, q request, body []byte) {
-	obj, warns, err := decodePatched(r, body, q.res.GVK(), q.res.New())
+// the applied configuration is created, owned by the manager.
+func (s *Server) applyCreate(w http.ResponseWriter, r *http.Request, q request, body []byte, manager string, force bool) {
+	obj, err := s.applyConfig(q.res.GVK(), "", nil, body, manager, force)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	var warns []string
 	m, err := meta.Accessor(obj)
 	if err != nil {
 		writeError(w, apierrors.NewBadRequest(err.Error()))

@@ -334,6 +334,7 @@ func (s *Server) list(ctx context.Context, res resources.Resource, opts store.Li
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, q request) {
+	r = r.WithContext(withWriteInfo(r.Context(), writeInfo{manager: managerFor(r)}))
 	dr, err := readAndDecode(r, q.res.GVK(), q.res.New())
 	if err != nil {
 		writeError(w, err)
@@ -539,7 +540,7 @@ func (s *Server) update(ctx context.Context, q request, mode updateMode, mutate 
 		if err != nil {
 			return nil, err
 		}
-		final, w, a, del, err := s.prepareUpdate(q, mode, old, newObj, cur.Revision)
+		final, w, a, del, err := s.prepareUpdate(ctx, q, mode, old, newObj, cur.Revision)
 		warns, alloc, deleteNow = w, a, del
 		if err != nil {
 			return nil, err
@@ -583,7 +584,7 @@ func (s *Server) update(ctx context.Context, q request, mode updateMode, mutate 
 }
 
 // prepareUpdate turns the client's new version into the one to store.
-func (s *Server) prepareUpdate(q request, mode updateMode, old, newObj runtime.Object, rev int64) (runtime.Object, []string, *allocation, bool, error) {
+func (s *Server) prepareUpdate(ctx context.Context, q request, mode updateMode, old, newObj runtime.Object, rev int64) (runtime.Object, []string, *allocation, bool, error) {
 	gk := q.res.GVK().GroupKind()
 	om, err := meta.Accessor(old)
 	if err != nil {
@@ -633,6 +634,17 @@ func (s *Server) prepareUpdate(q request, mode updateMode, old, newObj runtime.O
 			return nil, nil, nil, false, apierrors.NewInvalid(gk, q.name, errs)
 		}
 	}
+	if mode == modeMain || mode == modeStatus {
+		sub := ""
+		if mode == modeStatus {
+			sub = "status"
+		}
+		final = s.trackUpdate(ctx, q.res.GVK(), sub, old, final)
+		if fm, err = meta.Accessor(final); err != nil {
+			s.rollback(alloc)
+			return nil, nil, nil, false, apierrors.NewInternalError(err)
+		}
+	}
 	if mode == modeMain && hasField(final, "Spec") && !equality.Semantic.DeepEqual(getField(final, "Spec").Interface(), getField(old, "Spec").Interface()) {
 		fm.SetGeneration(om.GetGeneration() + 1)
 	}
@@ -661,6 +673,7 @@ func shouldRemove(obj runtime.Object) bool {
 }
 
 func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, q request, mode updateMode) {
+	r = r.WithContext(withWriteInfo(r.Context(), writeInfo{manager: managerFor(r)}))
 	dr, err := readAndDecode(r, q.res.GVK(), q.res.New())
 	if err != nil {
 		writeError(w, err)

@@ -75,6 +75,7 @@ type Server struct {
 	kubelet      *kubeletDialer
 	svcTransport *http.Transport
 	nsc          *nsCache
+	fms          fieldManagers
 
 	ready     chan struct{}
 	readyOnce sync.Once
