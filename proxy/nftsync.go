@@ -181,10 +181,10 @@ func (p *Proxier) applyNft(ctx context.Context, full bool, changed map[string]bo
 func (p *Proxier) nftCommitShared(full bool, all, olds, news []*NftPort, gen int, filter map[string]string) {
 	p.nftGen = gen
 	if full {
-		p.nftLB, p.nftHair = map[string]bool{}, map[string]int{}
+		p.nftLB, p.nftHair = map[string]int{}, map[string]int{}
 		for _, np := range all {
 			for _, l := range np.LB {
-				p.nftLB[l] = true
+				p.nftLB[l]++
 			}
 			for _, ip := range np.Targets {
 				p.nftHair[ip]++
@@ -197,10 +197,15 @@ func (p *Proxier) nftCommitShared(full bool, all, olds, news []*NftPort, gen int
 					delete(p.nftHair, ip)
 				}
 			}
+			for _, l := range np.LB {
+				if p.nftLB[l]--; p.nftLB[l] <= 0 {
+					delete(p.nftLB, l) // the partial sync deleted the chain
+				}
+			}
 		}
 		for _, np := range news {
 			for _, l := range np.LB {
-				p.nftLB[l] = true
+				p.nftLB[l]++
 			}
 			for _, ip := range np.Targets {
 				p.nftHair[ip]++
@@ -353,14 +358,28 @@ func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, ref
 		}
 	}
 	sort.Strings(delS)
-	var lbs []Chain
-	seenLB := map[string]bool{}
+	// Shared balancing chains: create those first used now, delete those
+	// no port uses any more (their map elements go first in the script).
+	lbUse := map[string]int{}
+	for _, np := range olds {
+		for _, l := range np.LB {
+			lbUse[l]--
+		}
+	}
 	for _, np := range news {
 		for _, l := range np.LB {
-			if !p.nftLB[l] && !seenLB[l] {
-				seenLB[l] = true
-				lbs = append(lbs, Chain{Name: l, Rules: nftLBRules(l, p.rcfg, gen)})
-			}
+			lbUse[l]++
+		}
+	}
+	var lbs []Chain
+	for _, l := range sortedKeys(toSet(lbUse)) {
+		before := p.nftLB[l]
+		switch after := before + lbUse[l]; {
+		case before <= 0 && after > 0:
+			lbs = append(lbs, Chain{Name: l, Rules: nftLBRules(l, p.rcfg, gen)})
+		case before > 0 && after <= 0:
+			flush = append(flush, l)
+			delC = append(delC, l)
 		}
 	}
 	filter := map[string]string{}
@@ -433,7 +452,7 @@ func encodeAll(elems []NftElem, gen int) encoded {
 	return out
 }
 
-func toSet(m map[string]string) map[string]bool {
+func toSet[V any](m map[string]V) map[string]bool {
 	out := make(map[string]bool, len(m))
 	for k := range m {
 		out[k] = true

@@ -90,7 +90,7 @@ type Proxier struct {
 	// nftables mode (nft is true): what the kernel holds besides per-port
 	// objects, so a partial sync writes only differences.
 	nft       bool
-	nftLB     map[string]bool         // shared balancing chains present
+	nftLB     map[string]int          // shared balancing chain -> ports using it
 	nftHair   map[string]int          // endpoint IP -> ports using it (hairpin set)
 	nftFilter map[string]string       // refusal chain -> rules last written
 	nftGen    int                     // generation of the big maps in the kernel
@@ -203,7 +203,7 @@ func New(client kubernetes.Interface, cfg Config) (*Proxier, error) {
 	cfg.Backend = b
 	p := &Proxier{
 		nft:   cfg.Mode == ModeNftables,
-		nftLB: map[string]bool{}, nftHair: map[string]int{}, nftFilter: map[string]string{},
+		nftLB: map[string]int{}, nftHair: map[string]int{}, nftFilter: map[string]string{},
 		cfg: cfg, client: client, ipt: t, log: cfg.Logger.With("component", "proxy"),
 		services: map[string]*corev1.Service{},
 		slices:   map[string]map[string]*discovery.EndpointSlice{},
@@ -789,7 +789,7 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	}
 	p.stateMu.Lock()
 	p.ports, p.svcPorts, p.written, p.booted = map[string]*portState{}, map[string][]string{}, map[string]string{}, false
-	p.nftLB, p.nftHair, p.nftFilter, p.nftGen = map[string]bool{}, map[string]int{}, map[string]string{}, 0
+	p.nftLB, p.nftHair, p.nftFilter, p.nftGen = map[string]int{}, map[string]int{}, map[string]string{}, 0
 	p.from = map[string]renderedFrom{}
 	p.nlInternal, p.nlExternal = 0, 0
 	p.stateMu.Unlock()
@@ -825,6 +825,11 @@ func cleanupIptables(ctx context.Context, ex Executor) error {
 	var errs []error
 	for _, b := range []Backend{"nft", "legacy"} {
 		if _, err := ex.ToolPath("iptables-" + string(b)); err != nil {
+			continue
+		}
+		// One save tells whether there is anything to remove; the cleanup
+		// proper runs a dozen iptables commands.
+		if out, err := run(ctx, ex, nil, "iptables-"+string(b)+"-save"); err == nil && !strings.Contains(string(out), chainPrefix) {
 			continue
 		}
 		t, err := newIPT(ctx, ex, b)
