@@ -66,7 +66,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			writeError(w, apierrors.NewUnauthorized("Unauthorized"))
 			return
 		}
-		if _, isNode := nodeName(u); isNode && !apiPath(r.URL.Path) {
+		if _, isNode := nodeName(u); isNode && !apiPath(r.URL.Path) && !publicPath(r.URL.Path) {
 			a := attributes{user: u, verb: nonResourceVerb(r.Method), path: r.URL.Path}
 			if d := authorizeNodePath(a); !d.allowed {
 				writeError(w, d.err)

@@ -224,6 +224,15 @@ func TestNodeAuthorization(t *testing.T) {
 	wantForbidden(t, "pod log", err, `pods "mine" is forbidden: `+user+` cannot get resource "pods/log" in API group "" in the namespace "default"`)
 	err = n1.CoreV1().RESTClient().Get().AbsPath("/metrics").Do(ctx).Error()
 	wantForbidden(t, "metrics", err, `forbidden: `+user+` cannot get path "/metrics"`)
+	// The join endpoint answers a node that presents its certificate too
+	// (it checks the join token itself): a wrong token is a 401, not a 403.
+	nhc, err := rest.HTTPClientFor(cfg1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, rb := doReq(t, nhc, "POST", inst.URL()+"/kubelab/v1/join", "application/json", []byte(`{}`), "Authorization", "Bearer wrong"); resp.StatusCode != 401 {
+		t.Errorf("join with a node certificate: %d %s", resp.StatusCode, rb)
+	}
 	// The node's own pod deletion works (graceful: marked).
 	if err := n1.CoreV1().Pods("default").Delete(ctx, "mine", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
