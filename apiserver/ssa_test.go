@@ -105,6 +105,10 @@ func TestServerSideApply(t *testing.T) {
 	if err != nil || len(a.Data) != 1 {
 		t.Fatalf("apply dropping y: %v %v", err, a.Data)
 	}
+	again, err := apply(corev1ac.ConfigMap("ssa", "default").WithData(map[string]string{"x": "1"}), "alice", false)
+	if err != nil || again.ResourceVersion != a.ResourceVersion {
+		t.Fatalf("re-applying the same configuration wrote: %v %s -> %s", err, a.ResourceVersion, again.ResourceVersion)
+	}
 	// Another applier touching alice's field conflicts, unless forced.
 	_, err = apply(corev1ac.ConfigMap("ssa", "default").WithData(map[string]string{"x": "9"}), "bob", false)
 	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), `conflict with "alice"`) || !strings.Contains(err.Error(), ".data.x") {
