@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -166,6 +167,19 @@ func Run(ctx context.Context, cfg Config) error {
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.ServeTLS(ln, "", "") }()
 	slog.Info("node agent ready", "node", cfg.NodeName, "podCIDR", cidr, "kubeletAPI", ln.Addr())
+	go func() {
+		// Start-up is over once the first Lease renewals and informer
+		// resyncs have run; the idle agent then keeps only what it uses.
+		for _, d := range []time.Duration{5 * time.Second, 30 * time.Second} {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+			debug.FreeOSMemory()
+			slog.Debug("released start-up pages", "bytes", releaseStartupPages())
+		}
+	}()
 
 	var runErr error
 	select {

@@ -308,6 +308,12 @@ func (w *podWorker) sync(ctx context.Context) bool {
 	for _, r := range start {
 		go r.run(ctx)
 	}
+	if len(start) > 0 {
+		// Each container kicks the worker once it runs (or failed to
+		// start): report then, sparing the API server a ContainerCreating
+		// status that would be stale within milliseconds.
+		return false
+	}
 	w.report(ctx, pod)
 	return false
 }

@@ -368,7 +368,17 @@ func BenchmarkIdleAgentRSS(b *testing.B) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(12 * time.Second) // at least one lease renewal
+	// Idle long enough for several Lease renewals and past the agent's
+	// second release of start-up pages (30 s after ready): the steady state.
+	time.Sleep(45 * time.Second)
+	if roll, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", cmd.Process.Pid)); err == nil {
+		for _, l := range strings.Split(string(roll), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+				kb, _ := strconv.Atoi(f[1])
+				b.ReportMetric(float64(kb)/1024, "MB-pss")
+			}
+		}
+	}
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
