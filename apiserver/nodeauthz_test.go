@@ -240,6 +240,7 @@ func TestNodeAuthorization(t *testing.T) {
 
 	// kubectl auth can-i with the node's kubeconfig says the same.
 	kubectl := apitest.KubectlPath(t, "")
+	cacheDir := filepath.Join(t.TempDir(), "cache")
 	for _, c := range []struct {
 		args []string
 		want string
@@ -258,7 +259,7 @@ func TestNodeAuthorization(t *testing.T) {
 		{[]string{"get", "/metrics"}, "no"},
 		{[]string{"get", "/version"}, "yes"},
 	} {
-		cmd := exec.Command(kubectl, append([]string{"--cache-dir", filepath.Join(t.TempDir(), "cache"), "auth", "can-i"}, c.args...)...)
+		cmd := exec.Command(kubectl, append([]string{"--cache-dir", cacheDir, "auth", "can-i"}, c.args...)...)
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig1)
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
