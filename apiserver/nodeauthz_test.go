@@ -57,8 +57,11 @@ func joinNode(t *testing.T, inst *apitest.Instance, name string) (*rest.Config, 
 	}
 	keyDER, _ := x509.MarshalECPrivateKey(key)
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	cfg := &rest.Config{Host: inst.URL(), QPS: -1, TLSClientConfig: rest.TLSClientConfig{
-		CAData: []byte(jr.CA), CertData: []byte(jr.Certificate), KeyData: keyPEM}}
+	// Protobuf both ways, as the agent's client (nodeagent/join.go).
+	cfg := &rest.Config{Host: inst.URL(), QPS: -1, UserAgent: "kubelab-agent", TLSClientConfig: rest.TLSClientConfig{
+		CAData: []byte(jr.CA), CertData: []byte(jr.Certificate), KeyData: keyPEM},
+		ContentConfig: rest.ContentConfig{ContentType: "application/vnd.kubernetes.protobuf",
+			AcceptContentTypes: "application/vnd.kubernetes.protobuf,application/json"}}
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: inst.URL(), CertificateAuthorityData: []byte(jr.CA)}
 	kc.AuthInfos["n"] = &clientcmdapi.AuthInfo{ClientCertificateData: []byte(jr.Certificate), ClientKeyData: keyPEM}
