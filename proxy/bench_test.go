@@ -122,6 +122,9 @@ func BenchmarkSync(b *testing.B) {
 	for i, s := range slices {
 		per[i] = []*discovery.EndpointSlice{s}
 	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	worldRSS := procStatusMB("VmRSS:") // the objects alone (an agent's informer caches)
 	p := benchProxier(b, l, svcs, per)
 	ctx := context.Background()
 	t0 := time.Now()
@@ -193,6 +196,7 @@ func BenchmarkSync(b *testing.B) {
 	}
 	b.ReportMetric(procStatusMB("VmRSS:"), "rss-MB")
 	b.ReportMetric(procStatusMB("VmHWM:"), "peak-rss-MB")
+	b.ReportMetric(worldRSS, "objects-rss-MB")
 	runtime.KeepAlive(svcs)
 	runtime.KeepAlive(slices)
 	runtime.KeepAlive(p)

@@ -584,13 +584,19 @@ func (r *NftRuleset) Script(staleChains, staleSets []string, bulk bool) string {
 
 // bulkElems returns the generational maps' elements in kernel encoding,
 // keyed by physical map name.
-func (r *NftRuleset) bulkElems() (map[string][]nlElem, error) {
-	out := map[string][]nlElem{}
+func (r *NftRuleset) bulkElems() (map[string]*nlSet, error) {
+	out := map[string]*nlSet{}
+	set := func(m string) *nlSet {
+		s := out[m]
+		if s == nil {
+			s = &nlSet{}
+			out[m] = s
+		}
+		return s
+	}
 	for _, p := range r.Ports {
 		if l := p.LBEps; l != nil {
-			m := nftPhys(l.Map, r.Gen)
-			var err error
-			if out[m], err = l.appendEncoded(out[m]); err != nil {
+			if err := l.appendEncoded(set(nftPhys(l.Map, r.Gen))); err != nil {
 				return nil, fmt.Errorf("%s: %w", p.Key, err)
 			}
 		}
@@ -602,8 +608,7 @@ func (r *NftRuleset) bulkElems() (map[string][]nlElem, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.Key, err)
 			}
-			m := nftPhys(e.Map, r.Gen)
-			out[m] = append(out[m], ne)
+			set(nftPhys(e.Map, r.Gen)).add(ne, false)
 		}
 	}
 	return out, nil

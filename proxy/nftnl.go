@@ -180,32 +180,58 @@ func encodeElem(e NftElem) (nlElem, error) {
 	return out, err
 }
 
+// nlSet is a set's elements already encoded as NFTA_LIST_ELEM attributes,
+// back to back; ends are the offsets where each element ends (messages are
+// split between elements).
+type nlSet struct {
+	data []byte
+	ends []int
+}
+
+func (s *nlSet) add(e nlElem, keyOnly bool) {
+	s.data = appendElem(s.data, e, keyOnly)
+	s.ends = append(s.ends, len(s.data))
+}
+
+// lbElemLen is the size of one endpoint-map element attribute: LIST_ELEM {
+// KEY { VALUE[12] }, DATA { VALUE[8] } }.
+const lbElemLen = 4 + (4 + 4 + 12) + (4 + 4 + 8)
+
 // appendEncoded encodes the endpoint-map elements straight from the
-// endpoints (the full sync's hot loop: 100,000 elements at scale).
-func (l *LBElems) appendEncoded(dst []nlElem) ([]nlElem, error) {
+// endpoints into s (the full sync's hot loop: 100,000 elements at scale).
+func (l *LBElems) appendEncoded(s *nlSet) error {
 	cip, err := netip.ParseAddr(l.ClusterIP)
 	if err != nil || !cip.Is4() {
-		return dst, fmt.Errorf("cluster IP %q", l.ClusterIP)
+		return fmt.Errorf("cluster IP %q", l.ClusterIP)
 	}
 	c4 := cip.As4()
-	// One backing array for all keys and data of this port.
-	buf := make([]byte, 0, len(l.Eps)*20)
+	ne := binary.NativeEndian
 	for i, e := range l.Eps {
 		a, err := netip.ParseAddr(e.IP)
 		if err != nil || !a.Is4() {
-			return dst, fmt.Errorf("endpoint %q", e.IP)
+			return fmt.Errorf("endpoint %q", e.IP)
 		}
 		a4 := a.As4()
-		k := len(buf)
-		buf = append(buf, c4[:]...)
-		buf = append(binary.BigEndian.AppendUint16(buf, uint16(l.Port)), 0, 0)
-		buf = binary.NativeEndian.AppendUint32(buf, uint32(i))
-		d := len(buf)
-		buf = append(buf, a4[:]...)
-		buf = append(binary.BigEndian.AppendUint16(buf, uint16(e.Port)), 0, 0)
-		dst = append(dst, nlElem{key: buf[k:d:d], data: buf[d:len(buf):len(buf)]})
+		b := s.data
+		b = ne.AppendUint16(b, lbElemLen)
+		b = ne.AppendUint16(b, nftaListElem|nlaFNested)
+		b = ne.AppendUint16(b, 4+4+12)
+		b = ne.AppendUint16(b, nftaSetElemKey|nlaFNested)
+		b = ne.AppendUint16(b, 4+12)
+		b = ne.AppendUint16(b, nftaDataValue)
+		b = append(b, c4[:]...)
+		b = append(binary.BigEndian.AppendUint16(b, uint16(l.Port)), 0, 0)
+		b = ne.AppendUint32(b, uint32(i)) // numgen writes host byte order
+		b = ne.AppendUint16(b, 4+4+8)
+		b = ne.AppendUint16(b, nftaSetElemData|nlaFNested)
+		b = ne.AppendUint16(b, 4+8)
+		b = ne.AppendUint16(b, nftaDataValue)
+		b = append(b, a4[:]...)
+		b = append(binary.BigEndian.AppendUint16(b, uint16(e.Port)), 0, 0)
+		s.data = b
+		s.ends = append(s.ends, len(b))
 	}
-	return dst, nil
+	return nil
 }
 
 func appendElem(b []byte, e nlElem, keyOnly bool) []byte {
@@ -237,28 +263,38 @@ func appendElem(b []byte, e nlElem, keyOnly bool) []byte {
 
 // nlAddElements adds elements to sets of table in one netlink batch (one
 // kernel transaction), in the network namespace ex targets.
-func nlAddElements(ex Executor, table string, sets map[string][]nlElem) error {
+func nlAddElements(ex Executor, table string, sets map[string]*nlSet) error {
 	return nlElements(ex, table, nil, sets)
 }
 
 // nlElements deletes, then adds, set elements in one netlink batch: one
 // kernel transaction, so traffic sees all of it or none.
-func nlElements(ex Executor, table string, dels, adds map[string][]nlElem) error {
-	var buf []byte
+func nlElements(ex Executor, table string, dels, adds map[string]*nlSet) error {
+	size := 64
+	for _, m := range []map[string]*nlSet{dels, adds} {
+		for _, s := range m {
+			size += len(s.data) + (len(s.data)/nlMaxElemBytes+1)*(64+len(table))
+		}
+	}
+	buf := make([]byte, 0, size)
 	seq := uint32(1)
 	buf = nlMsg(buf, nfnlMsgBatchBegin, unix.NLM_F_REQUEST, seq, nfnlSubsysNftables, nil)
 	msgs := 0
-	write := func(sets map[string][]nlElem, typ uint16, flags uint16, keyOnly bool) {
+	write := func(sets map[string]*nlSet, typ uint16, flags uint16) {
 		for _, set := range sortedSets(sets) {
-			elems := sets[set]
-			for len(elems) > 0 {
-				var list []byte
-				n := 0
-				for n < len(elems) && len(list) < nlMaxElemBytes {
-					list = appendElem(list, elems[n], keyOnly)
-					n++
+			s := sets[set]
+			start, i := 0, 0
+			for i < len(s.ends) {
+				// As many whole elements as fit in one message.
+				j := i
+				for j < len(s.ends) && s.ends[j]-start <= nlMaxElemBytes {
+					j++
 				}
-				elems = elems[n:]
+				if j == i {
+					j = i + 1
+				}
+				list := s.data[start:s.ends[j-1]]
+				start, i = s.ends[j-1], j
 				var p []byte
 				p = nlAttr(p, nftaSetElemListTable, cstr(table))
 				p = nlAttr(p, nftaSetElemListSet, cstr(set))
@@ -269,8 +305,8 @@ func nlElements(ex Executor, table string, dels, adds map[string][]nlElem) error
 			}
 		}
 	}
-	write(dels, nftMsgDelSetElem, 0, true)
-	write(adds, nftMsgNewSetElem, unix.NLM_F_CREATE, false)
+	write(dels, nftMsgDelSetElem, 0)
+	write(adds, nftMsgNewSetElem, unix.NLM_F_CREATE)
 	seq++
 	buf = nlMsg(buf, nfnlMsgBatchEnd, unix.NLM_F_REQUEST, seq, nfnlSubsysNftables, nil)
 	if msgs == 0 {
@@ -318,7 +354,7 @@ func nlElements(ex Executor, table string, dels, adds map[string][]nlElem) error
 	return nil
 }
 
-func sortedSets(m map[string][]nlElem) []string {
+func sortedSets(m map[string]*nlSet) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

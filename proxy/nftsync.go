@@ -399,7 +399,7 @@ func (p *Proxier) nftPartial(b *strings.Builder, olds, news, all []*NftPort, ref
 	if len(flush)+len(fw)+len(delC)+len(delS)+len(decls)+len(lbs)+len(write) == 0 {
 		// Only elements change (the common case: endpoints of a Service):
 		// one netlink batch, no nft process.
-		dn, an := encodeAll(del, gen), encodeAll(add, gen)
+		dn, an := encodeAll(del, gen, true), encodeAll(add, gen, false)
 		if dn.err == nil && an.err == nil && len(del)+len(add) > 0 {
 			p.nlPending = &nlOps{dels: dn, adds: an}
 			writeNftElems(&p.nlPending.text, "delete", del, gen)
@@ -434,12 +434,12 @@ type nlOps struct {
 }
 
 type encoded struct {
-	sets map[string][]nlElem
+	sets map[string]*nlSet
 	err  error
 }
 
-func encodeAll(elems []NftElem, gen int) encoded {
-	out := encoded{sets: map[string][]nlElem{}}
+func encodeAll(elems []NftElem, gen int, keyOnly bool) encoded {
+	out := encoded{sets: map[string]*nlSet{}}
 	for _, e := range elems {
 		ne, err := encodeElem(e)
 		if err != nil {
@@ -447,7 +447,10 @@ func encodeAll(elems []NftElem, gen int) encoded {
 			return out
 		}
 		m := nftPhys(e.Map, gen)
-		out.sets[m] = append(out.sets[m], ne)
+		if out.sets[m] == nil {
+			out.sets[m] = &nlSet{}
+		}
+		out.sets[m].add(ne, keyOnly)
 	}
 	return out
 }
