@@ -126,11 +126,25 @@ func (r *containerRun) snapshot() corev1.ContainerStatus {
 // run is the container's life: start, wait, maybe back off and restart.
 func (r *containerRun) run(ctx context.Context) {
 	defer close(r.done)
+	configRetry := time.Second
 	for {
 		began := time.Now()
 		code, err := r.runOnce(ctx)
 		if r.isStopping() || ctx.Err() != nil {
 			return
+		}
+		if ce := (configError{}); errors.As(err, &ce) {
+			// Not a run: wait for the ConfigMap or Secret, whatever the
+			// restart policy, and count no restart (as the kubelet).
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.killed:
+				return
+			case <-time.After(configRetry):
+			}
+			configRetry = min(2*configRetry, 20*time.Second)
+			continue
 		}
 		if err != nil {
 			slog.Warn("container start", "pod", r.w.key, "container", r.spec.Name, "err", err)
@@ -197,7 +211,7 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 	}
 	pod := r.w.podSnapshot()
 	sb := r.w.sandboxInfo()
-	env, vals, err := containerEnv(pod, &r.spec, sb.IP.String(), r.w.m.cfg.NodeIP.String())
+	env, vals, err := containerEnv(pod, &r.spec, sb.IP.String(), r.w.m.cfg.NodeIP.String(), r.w.m.objects(ctx))
 	if err != nil {
 		r.setStartError("CreateContainerConfigError", err)
 		return 128, err
@@ -453,7 +467,7 @@ func (r *containerRun) execCmd(argv []string) (*exec.Cmd, error) {
 	if sb == nil {
 		return nil, errors.New("pod has no sandbox")
 	}
-	env, _, err := containerEnv(pod, &r.spec, sb.IP.String(), r.w.m.cfg.NodeIP.String())
+	env, _, err := containerEnv(pod, &r.spec, sb.IP.String(), r.w.m.cfg.NodeIP.String(), r.w.m.objects(r.w.m.ctx))
 	if err != nil {
 		return nil, err
 	}

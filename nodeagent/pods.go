@@ -42,6 +42,11 @@ type podManager struct {
 	adopted map[types.UID]*adoptedPod
 }
 
+// objects reads the ConfigMaps and Secrets pods refer to.
+func (m *podManager) objects(ctx context.Context) objectSource {
+	return apiObjects{ctx: ctx, client: m.client}
+}
+
 // takeAdopted hands a pod's adopted sandbox and containers to its worker, once.
 func (m *podManager) takeAdopted(uid types.UID) *adoptedPod {
 	m.mu.Lock()

@@ -85,7 +85,7 @@ func TestContainerEnv(t *testing.T) {
 		{Name: "APP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['app']"}}},
 		{Name: "URL", Value: "http://$(IP):80/$(MISSING)/$$(IP)"},
 	}}
-	env, vals, err := containerEnv(pod, c, "10.244.2.5", "10.200.0.2")
+	env, vals, err := containerEnv(pod, c, "10.244.2.5", "10.200.0.2", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestContainerEnv(t *testing.T) {
 		t.Errorf("env starts with %q", env[0])
 	}
 	if _, _, err := containerEnv(pod, &corev1.Container{Env: []corev1.EnvVar{{Name: "X",
-		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.bogus"}}}}}, "", ""); err == nil {
+		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.bogus"}}}}}, "", "", nil); err == nil {
 		t.Error("unsupported fieldRef accepted")
 	}
 }
