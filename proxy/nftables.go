@@ -551,7 +551,11 @@ func (r *NftRuleset) Script(staleChains, staleSets []string, bulk bool) string {
 			decls = append(decls, nftSetDecl(s))
 		}
 		own = append(own, p.Chains...)
-		for _, e := range p.AllElems() {
+		all := p.Elems
+		if !bulk {
+			all = p.AllElems() // with the endpoint-map elements
+		}
+		for _, e := range all {
 			if !bulk || !generational(e.Map) {
 				elems = append(elems, e)
 			}
@@ -585,7 +589,17 @@ func (r *NftRuleset) Script(staleChains, staleSets []string, bulk bool) string {
 // bulkElems returns the generational maps' elements in kernel encoding,
 // keyed by physical map name.
 func (r *NftRuleset) bulkElems() (map[string]*nlSet, error) {
+	// Size every endpoint map's buffer once: they reach megabytes.
+	count := map[string]int{}
+	for _, p := range r.Ports {
+		if l := p.LBEps; l != nil {
+			count[nftPhys(l.Map, r.Gen)] += len(l.Eps)
+		}
+	}
 	out := map[string]*nlSet{}
+	for m, n := range count {
+		out[m] = &nlSet{data: make([]byte, 0, n*lbElemLen), ends: make([]int, 0, n)}
+	}
 	set := func(m string) *nlSet {
 		s := out[m]
 		if s == nil {
