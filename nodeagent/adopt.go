@@ -143,6 +143,13 @@ func adopt(cfg *Config, sbm *sandbox.Manager, ipam *sandbox.IPAM, pods []*corev1
 	if err := sbm.CleanupExcept(keepUIDs); err != nil {
 		slog.Warn("clean leftovers", "err", err)
 	}
+	if entries, err := os.ReadDir(volumeRootFor(cfg)); err == nil {
+		for _, e := range entries {
+			if !keepUIDs[e.Name()] {
+				_ = os.RemoveAll(filepath.Join(volumeRootFor(cfg), e.Name()))
+			}
+		}
+	}
 	return out
 }
 

@@ -230,6 +230,7 @@ func Cleanup(cfg Config) error {
 	if cfg.DataDir != "" {
 		killRecorded(cfg.DataDir)
 	}
+	_ = os.RemoveAll(volumeRootFor(&cfg))
 	m := &sandbox.Manager{Prefix: cfg.NetnsPrefix}
 	return errors.Join(m.Cleanup(), deleteOwnedRoutes(&netlink.Handle{}))
 }

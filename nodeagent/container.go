@@ -216,6 +216,7 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 		r.setStartError("CreateContainerConfigError", err)
 		return 128, err
 	}
+	env = append(env, volumeEnv(r.w.m.cfg, pod, &r.spec)...)
 	argv, builtin := commandFor(r.w.m.cfg, pod, &r.spec, vals)
 	uid, gid := userOf(pod, &r.spec)
 	r.mu.Lock()
@@ -471,6 +472,7 @@ func (r *containerRun) execCmd(argv []string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
+	env = append(env, volumeEnv(r.w.m.cfg, pod, &r.spec)...)
 	p, err := exec.LookPath(argv[0])
 	if err != nil {
 		return nil, err

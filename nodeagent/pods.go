@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -156,6 +157,7 @@ type podWorker struct {
 	// Timeline of the pod's start, for the Debug log once it is first
 	// reported Ready: where the time to Running+Ready goes.
 	seen, sandboxAt, readyLogged time.Time
+	volumesReady                 bool
 }
 
 func newPodWorker(m *podManager, p *corev1.Pod) *podWorker {
@@ -261,6 +263,21 @@ func (w *podWorker) sync(ctx context.Context) bool {
 			slog.Warn("pod sandbox", "pod", w.key, "err", err)
 			w.report(ctx, pod)
 			return false
+		}
+	}
+	if !w.volumesReady {
+		where, err := prepareVolumes(w.m.cfg, pod, w.m.objects(ctx))
+		if err != nil {
+			w.event(corev1.EventTypeWarning, "FailedMount", "MountVolume.SetUp failed: %v", err)
+			time.AfterFunc(2*time.Second, w.kick)
+			w.report(ctx, pod)
+			return false
+		}
+		w.volumesReady = true
+		if len(where) > 0 {
+			w.event(corev1.EventTypeWarning, "VolumeMountPathIgnored",
+				"volumes are directories on the node, not mounted at their mountPath (kubelab gives containers no mount namespace): %s; a container finds each in $KUBELAB_MOUNT_<VOLUME>",
+				strings.Join(where, ", "))
 		}
 	}
 	w.mu.Lock()
@@ -414,6 +431,7 @@ func (w *podWorker) teardown(grace time.Duration, release bool) {
 			slog.Warn("release IP", "pod", w.key, "err", err)
 		}
 		_ = os.RemoveAll(filepath.Join(w.m.cfg.DataDir, "pods", string(w.uid)))
+		_ = os.RemoveAll(podVolumeDir(w.m.cfg, string(w.uid)))
 	}
 }
 
