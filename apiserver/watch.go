@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,23 +14,58 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/kubelab/kubelab/apiserver/printers"
 	"github.com/kubelab/kubelab/store"
 )
 
-// eventWriter streams watch events as newline-separated JSON objects,
-// flushing each one, as Tables when the client asked for them.
+// eventWriter streams watch events as newline-separated JSON objects (as
+// Tables when the client asked for them), or, for a client that prefers
+// protobuf, as length-prefixed protobuf WatchEvents, kube-apiserver's
+// "application/vnd.kubernetes.protobuf;stream=watch". The caller flushes.
 type eventWriter struct {
 	w           http.ResponseWriter
 	flusher     http.Flusher
 	table       bool
 	include     metav1.IncludeObjectPolicy
 	partial     bool
+	protobuf    bool
 	sentColumns bool
 }
 
+// mediaProtobufWatch is the Content-Type of a protobuf watch stream.
+const mediaProtobufWatch = mediaProtobuf + ";stream=watch"
+
+// rawProto encodes a WatchEvent without the envelope (the frame is the
+// message itself; the object inside carries its own).
+var rawProto = protobuf.NewRawSerializer(scheme.Scheme, scheme.Scheme)
+
+func (e *eventWriter) flush() { e.flusher.Flush() }
+
+// sendProto writes one length-prefixed protobuf WatchEvent.
+func (e *eventWriter) sendProto(typ string, obj runtime.Object) error {
+	var inner bytes.Buffer
+	if err := protoSer.Encode(obj, &inner); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	buf.Write([]byte{0, 0, 0, 0})
+	ev := &metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: inner.Bytes()}}
+	if err := rawProto.Encode(ev, &buf); err != nil {
+		return err
+	}
+	b := buf.Bytes()
+	binary.BigEndian.PutUint32(b[:4], uint32(len(b)-4))
+	_, err := e.w.Write(b)
+	return err
+}
+
 func (e *eventWriter) send(typ string, obj runtime.Object) error {
+	if e.protobuf {
+		return e.sendProto(typ, obj)
+	}
 	if e.table && (typ == "ADDED" || typ == "MODIFIED" || typ == "DELETED") {
 		t, err := printers.ToTable(obj, printers.Options{IncludeObject: e.include, NoHeaders: e.sentColumns})
 		if err == nil {
@@ -52,11 +88,8 @@ func (e *eventWriter) send(typ string, obj runtime.Object) error {
 	// jsonSer ends objects with a newline; close the event on the same line.
 	b := bytes.TrimRight(buf.Bytes(), "\n")
 	b = append(b, '}', '\n')
-	if _, err := e.w.Write(b); err != nil {
-		return err
-	}
-	e.flusher.Flush()
-	return nil
+	_, err := e.w.Write(b)
+	return err
 }
 
 func expired(rv, current int64) *metav1.Status {
@@ -120,8 +153,13 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q request) 
 		return
 	}
 	a := parseAccept(r)
-	ew := &eventWriter{w: w, flusher: flusher, table: a.table, include: a.includeObject, partial: a.partial}
-	w.Header().Set("Content-Type", mediaJSON)
+	ew := &eventWriter{w: w, flusher: flusher, table: a.table, include: a.includeObject, partial: a.partial,
+		protobuf: a.protobuf && !a.table && !a.partial}
+	if ew.protobuf {
+		w.Header().Set("Content-Type", mediaProtobufWatch)
+	} else {
+		w.Header().Set("Content-Type", mediaJSON)
+	}
 	w.Header().Set("Cache-Control", "no-cache, private")
 	watcher, werr := s.store.Watch(ctx, store.WatchOptions{Prefix: prefix, Revision: start})
 	w.WriteHeader(http.StatusOK)
@@ -132,6 +170,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q request) 
 		} else if ctx.Err() == nil {
 			_ = ew.send("ERROR", toStatus(storeErr(werr, q.gr(), "")))
 		}
+		ew.flush()
 		return
 	}
 	defer watcher.Stop()
@@ -148,6 +187,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q request) 
 			return
 		}
 	}
+	ew.flush()
 	var tick <-chan time.Time
 	if bookmarks {
 		t := time.NewTicker(s.cfg.BookmarkInterval)
@@ -164,18 +204,24 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q request) 
 			if !ok {
 				if err := watcher.Err(); errors.Is(err, store.ErrTooOld) {
 					_ = ew.send("ERROR", expired(start, s.store.CurrentRevision()))
+					ew.flush()
 				}
 				return
 			}
 			typ, obj := s.translate(q, sel, ev)
-			if typ == "" {
-				continue
-			}
-			if typ == "BOOKMARK" && !bookmarks {
+			if typ == "" || (typ == "BOOKMARK" && !bookmarks) {
+				if len(watcher.Events()) == 0 {
+					ew.flush()
+				}
 				continue
 			}
 			if ew.send(typ, obj) != nil {
 				return
+			}
+			// A burst of events (a hundred pods created) goes out in as
+			// few frames as the client can take; the last one flushes.
+			if len(watcher.Events()) == 0 {
+				ew.flush()
 			}
 		}
 	}
