@@ -11,6 +11,9 @@
 //
 // New bootstraps DATA/pki (CA, serving and admin certificates),
 // DATA/kubeconfig and DATA/node-token on first start and reuses them after.
+// Responses are JSON, YAML or protobuf as the client asks; watches stream
+// JSON, Tables, or length-prefixed protobuf WatchEvents
+// ("application/vnd.kubernetes.protobuf;stream=watch").
 // Objects are stored as protobuf under /<group|core>/<resource>/[<ns>/]<name>;
 // metadata.resourceVersion is the store revision. ClusterIPs and NodePorts are
 // allocated in memory and rebuilt from the stored Services at start.
