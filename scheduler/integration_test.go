@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/kubelab/kubelab/apiserver/apitest"
 )
@@ -24,8 +23,7 @@ import (
 // rate limiting (the scheduler's own throughput is what we look at).
 func realClient(t testing.TB, inst *apitest.Instance) kubernetes.Interface {
 	t.Helper()
-	cfg := rest.CopyConfig(inst.Config)
-	cfg.QPS, cfg.Burst = -1, 0
+	cfg := ClientConfig(inst.Config)
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return &bindStats{rt: rt} }
 	c, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

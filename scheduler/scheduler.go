@@ -11,11 +11,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 )
@@ -409,4 +411,17 @@ func readyStatus(n *corev1.Node) corev1.ConditionStatus {
 		}
 	}
 	return ""
+}
+
+// ClientConfig derives the scheduler's client configuration from base.
+// Binding thousands of pending pods is bounded by the API server, so the
+// client-side rate limit is set far above it, and protobuf (for requests,
+// responses and watch streams) saves decoding time on both sides, as
+// kube-scheduler does.
+func ClientConfig(base *rest.Config) *rest.Config {
+	cfg := rest.CopyConfig(base)
+	cfg.QPS, cfg.Burst = 5000, 10000
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	return cfg
 }

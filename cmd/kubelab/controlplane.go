@@ -81,12 +81,9 @@ func startControlPlane(ctx context.Context, cfg controlPlaneConfig) (*controlPla
 	if err != nil {
 		return nil, err
 	}
-	// The scheduler gets a client of its own: binding thousands of pending
-	// pods is bounded by the API server, and the shared client's rate limit
-	// would otherwise cap it (and slow the controllers sharing it).
-	schedCfg := rest.CopyConfig(cp.loopback)
-	schedCfg.QPS, schedCfg.Burst = 5000, 10000
-	schedClient, err := kubernetes.NewForConfig(schedCfg)
+	// The scheduler gets a client of its own so the shared client's rate
+	// limit neither caps it nor slows the controllers.
+	schedClient, err := kubernetes.NewForConfig(scheduler.ClientConfig(cp.loopback))
 	if err != nil {
 		return nil, err
 	}
