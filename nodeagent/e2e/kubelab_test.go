@@ -488,3 +488,61 @@ spec:
 		return nil
 	})
 }
+
+// TestKubelabDownAfterCrash kills `kubelab up` and every agent outright, as a
+// crash would: the pods run on (they outlive their agent, to be adopted),
+// their namespaces are mounted only in the dead agents' mount namespaces, and
+// `kubelab down` must still stop them and leave nothing behind.
+func TestKubelabDownAfterCrash(t *testing.T) {
+	l := startKubelab(t, 2)
+	l.apply(strings.Replace(labDeployment, "replicas: 3", "replicas: 2", 1))
+	var pods []corev1.Pod
+	eventually(t, 60*time.Second, "2 web pods Ready", func() error {
+		if pods = l.readyPods("web"); len(pods) != 2 {
+			return fmt.Errorf("%d ready", len(pods))
+		}
+		return nil
+	})
+	var workloads []int
+	for _, p := range pods {
+		workloads = append(workloads, workloadPID(t, p.Name))
+	}
+	agents := []int{l.agentPID("node-1"), l.agentPID("node-2")}
+	_ = l.cmd.Process.Kill()
+	<-l.exited
+	l.cmd = nil
+	for _, pid := range agents {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	eventually(t, 5*time.Second, "agents dead", func() error {
+		for _, pid := range agents {
+			if alive(pid) {
+				return fmt.Errorf("agent %d alive", pid)
+			}
+		}
+		return nil
+	})
+	for _, pid := range workloads {
+		if !alive(pid) {
+			t.Fatalf("workload %d died with its agent; the crash case needs it running", pid)
+		}
+	}
+	if out, err := exec.Command(l.bin, "down", "--data-dir", l.dataDir).CombinedOutput(); err != nil {
+		t.Fatalf("kubelab down: %v\n%s", err, out)
+	}
+	eventually(t, 5*time.Second, "no lab process left", func() error {
+		if left := processesOf(l.bin, ""); len(left) > 0 {
+			return fmt.Errorf("left: %v", left)
+		}
+		return nil
+	})
+	if left, _ := labnet.Namespaces(l.name); len(left) > 0 {
+		t.Errorf("namespaces left: %v", left)
+	}
+	links, _ := netlink.LinkList()
+	for _, ln := range links {
+		if n := ln.Attrs().Name; strings.HasPrefix(n, l.name) {
+			t.Errorf("link left: %s", n)
+		}
+	}
+}
