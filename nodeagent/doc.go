@@ -21,6 +21,13 @@
 // containers outlive a crashed or killed agent and the restarted agent
 // adopts them (adopt.go).
 //
+// Env from ConfigMaps and Secrets (env valueFrom, envFrom) is read from the
+// API at container start; configMap, secret and emptyDir volumes are
+// directories under /run/kubelab/volumes, given to containers as
+// $KUBELAB_MOUNT_<VOLUME> since, without mount namespaces, nothing can be
+// placed at a mountPath (volumes.go). The built-in workload is preferably the
+// small kubelab-workload binary installed next to the agent's executable.
+//
 // The agent runs inside the node's network namespace (in the lab, started with
 // `ip netns exec`, which also gives it a private mount namespace): the pod
 // namespaces' bind mounts are then visible to the agent and its children
