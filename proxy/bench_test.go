@@ -24,10 +24,21 @@ import (
 //
 //	go test ./proxy -run '^$' -bench 'Sync|FirstPacket' -benchtime 1x
 //
+// BenchmarkSync reports cold-full-ms (the first sync: every choice
+// computed), full-ms (a full resync: the kernel state rewritten from
+// scratch), partial-ms (one endpoint of one Service changed, verified in the
+// kernel afterwards) and partial/full, rss-MB (after the Go heap returned
+// freed pages), peak-rss-MB, objects-rss-MB (the process with only the
+// Services and EndpointSlices built: what an agent's informer caches hold)
+// and heap-MB. BenchmarkFirstPacket reports connect times to the Service
+// dispatched first and last, and last/first.
+//
 // They run the nftables mode (the one meant for scale). KUBELAB_BENCH_MODE=
 // iptables runs the iptables mode instead; KUBELAB_BENCH_SERVICES overrides
 // the Service count; KUBELAB_BENCH_BACKEND ("nft" or "legacy") forces the
-// iptables flavour.
+// iptables flavour; KUBELAB_BENCH_DEBUG=1 logs each sync's phases;
+// KUBELAB_BENCH_HEAPPROFILE=file writes a heap profile at the end of
+// BenchmarkSync.
 var benchServices = envInt("KUBELAB_BENCH_SERVICES", 10000)
 
 func init() {
