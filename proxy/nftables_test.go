@@ -274,3 +274,22 @@ func setDiff(want, got string) string {
 	sort.Strings(out)
 	return strings.Join(out, "\n")
 }
+
+func TestModeConfig(t *testing.T) {
+	l := newLab(t, 1)
+	ex := NetnsExecutor(l.nodes[0].ns, t.TempDir())
+	for _, tt := range []struct{ in, want string }{
+		{"", ModeIptables}, {"iptables", ModeIptables}, {"nftables", ModeNftables}, {"auto", ModeNftables},
+	} {
+		p, err := New(fake.NewClientset(), Config{NodeName: "node-1", Executor: ex, Mode: tt.in})
+		if err != nil {
+			t.Fatalf("mode %q: %v", tt.in, err)
+		}
+		if p.Mode() != tt.want || p.Explain().Mode != tt.want {
+			t.Errorf("mode %q: got %s, want %s (nft is installed)", tt.in, p.Mode(), tt.want)
+		}
+	}
+	if _, err := New(fake.NewClientset(), Config{NodeName: "node-1", Executor: ex, Mode: "ipvs"}); err == nil || !strings.Contains(err.Error(), "Mode must be") {
+		t.Errorf("mode ipvs: %v, want a Mode error", err)
+	}
+}
