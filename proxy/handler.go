@@ -62,7 +62,7 @@ func (p *Proxier) Explain() Explanation {
 			NodePort: sp.NodePort, ExternalIPs: sp.ExternalIPs, LoadBalancerIPs: sp.LoadBalancerIPs,
 			InternalTrafficPolicy: itp, SessionAffinity: aff, Internal: ps.choice.Internal, External: ps.choice.External,
 			SVCChain: svcChain(sp.Key())}
-		if p.nft {
+		if p.nft && ps.nft != nil {
 			pe.SVCChain = ""
 			for _, el := range ps.nft.Elems {
 				if el.Map == nftServiceIPs && strings.HasPrefix(el.Key, sp.ClusterIP+" ") {

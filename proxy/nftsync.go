@@ -45,9 +45,9 @@ func (p *Proxier) allNftPortsLocked(changed map[string]bool, newPorts map[string
 	out := make([]*NftPort, len(keys))
 	for i, k := range keys {
 		if ps, ok := newPorts[k]; ok {
-			out[i] = &ps.nft
+			out[i] = ps.nft
 		} else {
-			out[i] = &p.ports[k].nft
+			out[i] = p.ports[k].nft
 		}
 	}
 	return out
@@ -64,12 +64,12 @@ func (p *Proxier) applyNft(ctx context.Context, full bool, changed map[string]bo
 	var olds []*NftPort
 	for k := range changed {
 		for _, old := range p.svcPorts[k] {
-			olds = append(olds, &p.ports[old].nft)
+			olds = append(olds, p.ports[old].nft)
 		}
 	}
 	var news []*NftPort
 	for _, ps := range newPorts {
-		news = append(news, &ps.nft)
+		news = append(news, ps.nft)
 	}
 	sort.Slice(news, func(i, j int) bool { return news[i].Key < news[j].Key })
 	refusals := full

@@ -121,16 +121,19 @@ func (a renderedFrom) same(b renderedFrom) bool {
 type portState struct {
 	sp     ServicePort
 	choice Choice
-	rules  PortRules // iptables mode
-	nft    NftPort   // nftables mode
+	rules  *PortRules // iptables mode
+	nft    *NftPort   // nftables mode
 }
 
 // targets are the DNAT target IPs of whichever mode rendered the port.
 func (ps *portState) targets() []string {
-	if ps.rules.Targets != nil {
+	if ps.rules != nil {
 		return ps.rules.Targets
 	}
-	return ps.nft.Targets
+	if ps.nft != nil {
+		return ps.nft.Targets
+	}
+	return nil
 }
 
 // New validates cfg, detects the iptables backend and returns a Proxier.
@@ -441,9 +444,11 @@ func (p *Proxier) Sync(ctx context.Context) error {
 				c := Choose(sp, eps, p.cfg.NodeName, p.cfg.ServiceInternalTrafficPolicy)
 				ps := &portState{sp: sp, choice: c}
 				if p.nft {
-					ps.nft = RenderPortNft(sp, c, p.rcfg)
+					np := RenderPortNft(sp, c, p.rcfg)
+					ps.nft = &np
 				} else {
-					ps.rules = RenderPort(sp, c, p.rcfg)
+					pr := RenderPort(sp, c, p.rcfg)
+					ps.rules = &pr
 				}
 				newPorts[sp.Key()] = ps
 				pk = append(pk, sp.Key())
@@ -597,9 +602,9 @@ func (p *Proxier) applyIptables(ctx context.Context, full bool, inputs map[strin
 	sort.Strings(allKeys)
 	for _, k := range allKeys {
 		if ps, ok := newPorts[k]; ok {
-			all = append(all, &ps.rules)
+			all = append(all, ps.rules)
 		} else {
-			all = append(all, &p.ports[k].rules)
+			all = append(all, p.ports[k].rules)
 		}
 	}
 	p.stateMu.RUnlock()
@@ -867,9 +872,11 @@ func (p *Proxier) Ruleset() *Ruleset {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	prs := make([]*PortRules, len(keys))
-	for i, k := range keys {
-		prs[i] = &p.ports[k].rules
+	prs := make([]*PortRules, 0, len(keys))
+	for _, k := range keys {
+		if r := p.ports[k].rules; r != nil { // nil in nftables mode
+			prs = append(prs, r)
+		}
 	}
 	return Assemble(prs, p.rcfg)
 }
