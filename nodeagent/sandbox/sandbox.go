@@ -167,6 +167,11 @@ func (m *Manager) Create(uid string, ip net.IP) (sb *Sandbox, err error) {
 var podSysctls = map[string]string{
 	"net/ipv4/ip_unprivileged_port_start": "0",
 	"net/ipv4/ping_group_range":           "0 2147483647",
+	// Pods are IPv4 only: eth0, created after this, gets no IPv6 address
+	// configuration (link-local address, duplicate detection, multicast
+	// joins), work that would queue on the kernel's rtnl lock. Only the
+	// default is set; "all" would walk every device under that lock.
+	"net/ipv6/conf/default/disable_ipv6": "1",
 }
 
 // newNamed creates a named namespace and sets its sysctls without leaving the

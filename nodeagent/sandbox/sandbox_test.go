@@ -96,6 +96,19 @@ func TestSandboxLifecycle(t *testing.T) {
 	if !m.Exists("uid-a") || !m.Exists("uid-b") {
 		t.Fatal("sandboxes not found after Create")
 	}
+	// eth0 is IPv4 only: no IPv6 address configuration was done for it.
+	if err := Do(a.Path(), func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if v6, _ := netlink.AddrList(l, netlink.FAMILY_V6); len(v6) != 0 {
+			return fmt.Errorf("eth0 has IPv6 addresses %v", v6)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
 	// node -> pod
 	la := listenIn(t, a.Path(), "10.244.77.2:8080", "pod-a")
 	if got, err := read(la.Addr().String()); err != nil || got != "pod-a" {
