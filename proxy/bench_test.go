@@ -110,10 +110,7 @@ func benchProxier(b *testing.B, l *lab, svcs []*corev1.Service, slices [][]*disc
 	for i, s := range svcs {
 		k := objKey(s.Namespace, s.Name)
 		p.services[k] = s
-		p.slices[k] = map[string]*discovery.EndpointSlice{}
-		for _, sl := range slices[i] {
-			p.slices[k][sl.Name] = sl
-		}
+		p.slices[k] = slices[i]
 		p.dirty[k] = true
 	}
 	return p
@@ -163,7 +160,7 @@ func BenchmarkSync(b *testing.B) {
 		s.Endpoints[0].Addresses = []string{last}
 		key := objKey("bench", svcs[k].Name)
 		p.mu.Lock()
-		p.slices[key] = map[string]*discovery.EndpointSlice{s.Name: s}
+		p.slices[key] = []*discovery.EndpointSlice{s}
 		p.dirty[key] = true
 		p.mu.Unlock()
 		t0 = time.Now()

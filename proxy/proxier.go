@@ -70,7 +70,7 @@ type Proxier struct {
 	// Informer-fed state.
 	mu       sync.Mutex
 	services map[string]*corev1.Service
-	slices   map[string]map[string]*discovery.EndpointSlice // service key -> slice name
+	slices   map[string][]*discovery.EndpointSlice // service key -> its slices
 	dirty    map[string]bool
 	needFull bool
 	signal   chan struct{}
@@ -209,7 +209,7 @@ func New(client kubernetes.Interface, cfg Config) (*Proxier, error) {
 		nftLB: map[string]int{}, nftHair: map[string]int{}, nftFilter: map[string]string{},
 		cfg: cfg, client: client, ipt: t, log: cfg.Logger.With("component", "proxy"),
 		services: map[string]*corev1.Service{},
-		slices:   map[string]map[string]*discovery.EndpointSlice{},
+		slices:   map[string][]*discovery.EndpointSlice{},
 		dirty:    map[string]bool{}, needFull: true,
 		signal: make(chan struct{}, 1),
 		ports:  map[string]*portState{}, svcPorts: map[string][]string{}, written: map[string]string{},
@@ -347,18 +347,22 @@ func (p *Proxier) onSlice(o any, deleted bool) {
 	}
 	k := objKey(s.Namespace, svcName)
 	p.mu.Lock()
-	m := p.slices[k]
-	if deleted {
-		delete(m, s.Name)
-		if len(m) == 0 {
-			delete(p.slices, k)
+	// A Service has a few slices: a short list beats a map per Service.
+	// Lists are never changed in place (a sync reads them unlocked).
+	old := p.slices[k]
+	list := make([]*discovery.EndpointSlice, 0, len(old)+1)
+	for _, o := range old {
+		if o.Name != s.Name {
+			list = append(list, o)
 		}
+	}
+	if !deleted {
+		list = append(list, s)
+	}
+	if len(list) == 0 {
+		delete(p.slices, k)
 	} else {
-		if m == nil {
-			m = map[string]*discovery.EndpointSlice{}
-			p.slices[k] = m
-		}
-		m[s.Name] = s
+		p.slices[k] = list
 	}
 	p.dirty[k] = true
 	p.mu.Unlock()
@@ -396,9 +400,7 @@ func (p *Proxier) Sync(ctx context.Context) error {
 	inputs := make(map[string]input, len(keys))
 	for _, k := range keys {
 		in := input{svc: p.services[k]}
-		for _, s := range p.slices[k] {
-			in.slices = append(in.slices, s)
-		}
+		in.slices = p.slices[k]
 		inputs[k] = in
 	}
 	p.dirty = map[string]bool{}
