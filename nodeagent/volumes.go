@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kubelab/kubelab/nodeagent/labnet"
 )
 
 // Volumes. configMap, secret and emptyDir volumes are real directories, one
@@ -30,7 +32,7 @@ import (
 // dir, which holds the node's key and is root-only, so that containers
 // running as nobody can reach their files.
 func volumeRootFor(cfg *Config) string {
-	return filepath.Join("/run/kubelab/volumes", strings.TrimSuffix(cfg.NetnsPrefix, "-"))
+	return filepath.Join(labnet.VolumeRoot, strings.TrimSuffix(cfg.NetnsPrefix, "-"))
 }
 
 func podVolumeDir(cfg *Config, uid string) string { return filepath.Join(volumeRootFor(cfg), uid) }

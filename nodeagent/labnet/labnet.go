@@ -303,6 +303,14 @@ func Down(c Config) error {
 			errs = append(errs, fmt.Errorf("delete namespace %s: %w", n, err))
 		}
 	}
+	// Pod volume directories of this lab's agents (nodeagent's volumes.go:
+	// /run/kubelab/volumes/<lab>-<node>), left behind by a crashed agent.
+	vols, _ := filepath.Glob(filepath.Join(VolumeRoot, c.Name+"-*"))
+	for _, v := range vols {
+		if err := os.RemoveAll(v); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	links, err := netlink.LinkList()
 	if err != nil {
 		errs = append(errs, err)
@@ -322,6 +330,10 @@ func Down(c Config) error {
 	}
 	return errors.Join(errs...)
 }
+
+// VolumeRoot holds the pod volume directories of every agent on this host,
+// one directory per node named after its namespace prefix.
+const VolumeRoot = "/run/kubelab/volumes"
 
 // NamespacePath is the bind-mount path of a named namespace.
 func NamespacePath(name string) string { return filepath.Join(netnsDir, name) }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -154,11 +155,18 @@ func TestDownRemovesUnmountedNamespaceFile(t *testing.T) {
 	if err := os.WriteFile(stale, nil, 0o444); err != nil {
 		t.Fatal(err)
 	}
+	vol := filepath.Join(VolumeRoot, c.Name+"-node-1", "uid-1", "cfg")
+	if err := os.MkdirAll(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := Down(c); err != nil {
 		t.Fatalf("Down: %v", err)
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("stale namespace file left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(VolumeRoot, c.Name+"-node-1")); !os.IsNotExist(err) {
+		t.Errorf("pod volume directory left: %v", err)
 	}
 }
 
