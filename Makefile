@@ -5,7 +5,7 @@ BIN     := bin/kubelab
 DATA    ?= /var/lib/kubelab
 NODES   ?= 2
 # Host tools the lab and the root-only tests use: command -> Debian package.
-HOST_TOOLS := iptables:iptables iptables-restore:iptables ip:iproute2 curl:curl conntrack:conntrack
+HOST_TOOLS := iptables:iptables iptables-restore:iptables nft:nftables ip:iproute2 curl:curl conntrack:conntrack
 
 .PHONY: all build deps run test vet bench clean
 

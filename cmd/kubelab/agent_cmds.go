@@ -39,6 +39,7 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "service-cidr", Value: "10.96.0.0/12", Usage: "Service ClusterIP range (informational)"},
 			&cli.StringFlag{Name: "no-local-endpoints", Value: "reject", Usage: "internal traffic to a Local Service with no local endpoint: reject or drop"},
 			&cli.BoolFlag{Name: "no-proxy", Usage: "do not program Service rules"},
+			&cli.StringFlag{Name: "proxy-mode", Value: proxy.ModeAuto, Usage: "how Service rules are programmed: iptables, nftables, or auto (nftables when nft is installed)"},
 			featureGatesFlag(),
 			logLevelFlag(),
 		},
@@ -64,12 +65,15 @@ func agentCommand() *cli.Command {
 				}
 			}
 			if !c.Bool("no-proxy") {
-				clusterCIDR, serviceCIDR := c.String("cluster-cidr"), c.String("service-cidr")
+				clusterCIDR, serviceCIDR, mode := c.String("cluster-cidr"), c.String("service-cidr"), c.String("proxy-mode")
+				if err := checkProxyMode(mode); err != nil {
+					return err
+				}
 				cfg.StartProxy = func(ctx context.Context, client kubernetes.Interface, p nodeagent.ProxyParams) (http.Handler, error) {
 					px, err := proxy.New(client, proxy.Config{
 						NodeName: p.NodeName, NodeIP: p.NodeIP, ClusterCIDR: clusterCIDR, ServiceCIDR: serviceCIDR,
 						NoLocalEndpoints: cfg.NoLocalEndpoints, ServiceInternalTrafficPolicy: cfg.ServiceInternalTrafficPolicy,
-						Registerer: p.Registerer,
+						Registerer: p.Registerer, Mode: mode,
 					})
 					if err != nil {
 						return nil, err

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/kubelab/kubelab/proxy"
 )
 
 const defaultDataDir = "/var/lib/kubelab"
@@ -78,4 +80,14 @@ func formatFeatureGates(g map[string]bool) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// checkProxyMode refuses a --proxy-mode the proxy does not know, before
+// anything is started.
+func checkProxyMode(mode string) error {
+	switch mode {
+	case proxy.ModeIptables, proxy.ModeNftables, proxy.ModeAuto:
+		return nil
+	}
+	return fmt.Errorf("--proxy-mode %q: want iptables, nftables or auto", mode)
 }

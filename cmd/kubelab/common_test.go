@@ -29,3 +29,11 @@ func TestParseFeatureGates(t *testing.T) {
 		t.Errorf("formatFeatureGates = %q", got)
 	}
 }
+
+func TestCheckProxyMode(t *testing.T) {
+	for mode, ok := range map[string]bool{"iptables": true, "nftables": true, "auto": true, "": false, "ipvs": false} {
+		if err := checkProxyMode(mode); (err == nil) != ok {
+			t.Errorf("checkProxyMode(%q) = %v", mode, err)
+		}
+	}
+}

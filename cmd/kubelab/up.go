@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubelab/kubelab/nodeagent/labnet"
+	"github.com/kubelab/kubelab/proxy"
 )
 
 func upCommand() *cli.Command {
@@ -35,6 +36,7 @@ func upCommand() *cli.Command {
 			&cli.IntFlag{Name: "api-port", Value: 6443, Usage: "API server port (on 127.0.0.1 and the lab bridge)"},
 			&cli.StringFlag{Name: "subnet", Value: labnet.DefaultSubnet.String(), Usage: "lab bridge network", Hidden: true},
 			featureGatesFlag(),
+			&cli.StringFlag{Name: "proxy-mode", Value: proxy.ModeAuto, Usage: "how the nodes program Service rules: iptables, nftables, or auto (nftables when nft is installed)"},
 			&cli.StringFlag{Name: "no-local-endpoints", Value: "reject", Usage: "what internal traffic to a Local Service meets on a node with no local endpoint: reject or drop"},
 			logLevelFlag(),
 		},
@@ -50,6 +52,7 @@ type upConfig struct {
 	net              labnet.Config
 	gates            map[string]bool
 	noLocalEndpoints string
+	proxyMode        string
 	logLevel         string
 }
 
@@ -98,8 +101,12 @@ func upConfigFromFlags(c *cli.Context) (upConfig, error) {
 	if nle != "reject" && nle != "drop" {
 		return upConfig{}, fmt.Errorf("--no-local-endpoints %q: want reject or drop", nle)
 	}
+	if err := checkProxyMode(c.String("proxy-mode")); err != nil {
+		return upConfig{}, err
+	}
 	cfg := upConfig{
-		dataDir: dataDir, nodes: c.Int("nodes"), apiPort: c.Int("api-port"),
+		proxyMode: c.String("proxy-mode"),
+		dataDir:   dataDir, nodes: c.Int("nodes"), apiPort: c.Int("api-port"),
 		net:   labnet.Config{Name: c.String("name"), Subnet: subnet, ServiceCIDR: labnet.DefaultServiceCIDR},
 		gates: gates, noLocalEndpoints: nle, logLevel: c.String("log-level"),
 	}
@@ -282,6 +289,7 @@ func startAgents(cfg upConfig) *agentSet {
 			"--data-dir", nodeDir,
 			"--netns-prefix", cfg.net.NodeNamespace(node) + "-",
 			"--no-local-endpoints", cfg.noLocalEndpoints,
+			"--proxy-mode", cfg.proxyMode,
 			"--log-level", cfg.logLevel,
 		}
 		if fg := formatFeatureGates(cfg.gates); fg != "" {
