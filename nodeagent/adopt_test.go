@@ -78,18 +78,3 @@ func TestWorkloadCommandPrefersSmallBinary(t *testing.T) {
 	}
 }
 
-// The process keeps running normally after its executable's clean pages are
-// dropped (they fault back in), and something is released.
-func TestReleaseStartupPages(t *testing.T) {
-	if n := releaseStartupPages(); n <= 0 {
-		t.Fatalf("released %d bytes", n)
-	}
-	var s []string
-	for i := 0; i < 1000; i++ {
-		s = append(s, strings.Repeat("x", i%7))
-	}
-	sort.Strings(s)
-	if len(s) != 1000 {
-		t.Fatal("lost work after releasing pages")
-	}
-}

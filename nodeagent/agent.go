@@ -169,7 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 	slog.Info("node agent ready", "node", cfg.NodeName, "podCIDR", cidr, "kubeletAPI", ln.Addr())
 	go func() {
 		// Start-up is over once the first Lease renewals and informer
-		// resyncs have run; the idle agent then keeps only what it uses.
+		// resyncs have run; the heap they needed goes back to the system.
 		for _, d := range []time.Duration{5 * time.Second, 30 * time.Second} {
 			select {
 			case <-ctx.Done():
@@ -177,7 +177,6 @@ func Run(ctx context.Context, cfg Config) error {
 			case <-time.After(d):
 			}
 			debug.FreeOSMemory()
-			slog.Debug("released start-up pages", "bytes", releaseStartupPages())
 		}
 	}()
 

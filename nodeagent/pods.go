@@ -461,7 +461,10 @@ func (w *podWorker) report(ctx context.Context, pod *corev1.Pod) {
 		prev = w.reported
 	}
 	st := podStatus(pod, prev, ip, w.m.cfg.NodeIP.String(), w.startTime, views, metav1.Now())
-	same := w.reportedValid && apiequality.Semantic.DeepEqual(st, w.reported)
+	// Someone else may have changed the status in the API since: the node
+	// lifecycle controller marks a silent node's pods not ready. As the
+	// kubelet does, the agent puts its own view back.
+	same := w.reportedValid && apiequality.Semantic.DeepEqual(st, w.reported) && readinessAgrees(pod.Status, st)
 	w.mu.Unlock()
 	if same {
 		return
@@ -498,4 +501,18 @@ func (w *podWorker) report(ctx context.Context, pod *corev1.Pod) {
 			"toProcess", startedAt.Sub(w.seen), "toReadyPosted", w.readyLogged.Sub(w.seen))
 	}
 	w.mu.Unlock()
+}
+
+// readinessAgrees: the pod's Ready condition in the API says what the agent
+// reported. Only readiness is compared: timestamps come back rounded.
+func readinessAgrees(api, ours corev1.PodStatus) bool {
+	ready := func(st corev1.PodStatus) corev1.ConditionStatus {
+		for _, c := range st.Conditions {
+			if c.Type == corev1.PodReady {
+				return c.Status
+			}
+		}
+		return ""
+	}
+	return ready(api) == ready(ours)
 }

@@ -213,6 +213,29 @@ func TestAgentRunsPodAgainstRealAPIServer(t *testing.T) {
 	if !strings.HasPrefix(running.Status.PodIP, "10.244.1.") || running.Status.HostIP != "10.200.0.1" {
 		t.Fatalf("podIP %s hostIP %s", running.Status.PodIP, running.Status.HostIP)
 	}
+	// The node lifecycle controller marks the pods of a silent node not
+	// ready; a live agent puts its own view back, as the kubelet does.
+	marked := running.DeepCopy()
+	for i, c := range marked.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			marked.Status.Conditions[i].Status, marked.Status.Conditions[i].Reason = corev1.ConditionFalse, "NodeNotReady"
+		}
+	}
+	if _, err := admin.CoreV1().Pods("default").UpdateStatus(ctx, marked, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the agent restores Ready", func() error {
+		p, err := admin.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %v", p.Status.Conditions)
+	})
 	var body string
 	eventually(t, 5*time.Second, "pod answers HTTP", func() error {
 		resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + running.Status.PodIP + "/")
