@@ -77,4 +77,3 @@ func TestWorkloadCommandPrefersSmallBinary(t *testing.T) {
 		t.Errorf("with %s: %v", WorkloadBinary, got)
 	}
 }
-
