@@ -11,8 +11,11 @@ HOST_TOOLS := iptables:iptables iptables-restore:iptables nft:nftables ip:iprout
 
 all: build
 
+# build: kubelab, and beside it the small kubelab-workload that the agent
+# prefers for built-in containers (kubelab alone works too, slower to start
+# each container).
 build:
-	$(GO) build -o $(BIN) ./cmd/kubelab
+	$(GO) build -o bin/ ./cmd/kubelab ./cmd/kubelab-workload
 
 # deps installs the missing host tools (Debian/Ubuntu, apt-get) and says which.
 deps:

@@ -58,7 +58,9 @@ func kubelabBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "kubelab")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/kubelab").CombinedOutput()
+		// The small workload binary beside kubelab is what `make build`
+		// installs too; the agent prefers it for built-in containers.
+		out, err := exec.Command("go", "build", "-o", dir+"/", "../cmd/kubelab", "../cmd/kubelab-workload").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

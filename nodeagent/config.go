@@ -50,7 +50,7 @@ type Config struct {
 }
 
 // WorkloadBinary is the name of the small built-in workload executable
-// (nodeagent/workload/kubelab-workload), preferred when installed next to
+// (cmd/kubelab-workload), preferred when installed next to
 // the agent's executable.
 const WorkloadBinary = "kubelab-workload"
 

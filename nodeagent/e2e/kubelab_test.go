@@ -55,7 +55,7 @@ func kubelabBin(t *testing.T) string {
 		// Both binaries, installed side by side: the agent then runs the
 		// small built-in workload (nodeagent.WorkloadBinary).
 		out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/kubelab/kubelab/cmd/kubelab",
-			"github.com/kubelab/kubelab/nodeagent/workload/kubelab-workload").CombinedOutput()
+			"github.com/kubelab/kubelab/cmd/kubelab-workload").CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
