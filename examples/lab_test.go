@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubelab/kubelab/cmd/kubelabtest"
 )
 
 // These tests run the reference scenario of design §6 the way a user does:
@@ -35,40 +37,6 @@ func requireRoot(t testing.TB) {
 			t.Fatalf("%s not found: run `make deps`", tool)
 		}
 	}
-}
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// kubelabBinary builds cmd/kubelab once per test run (or takes the binary
-// named by KUBELAB_BIN, to test a build made some other way).
-func kubelabBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if p := os.Getenv("KUBELAB_BIN"); p != "" {
-			binPath = p
-			return
-		}
-		dir, err := os.MkdirTemp("", "kubelab-e2e-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "kubelab")
-		// The small workload binary beside kubelab is what `make build`
-		// installs too; the agent prefers it for built-in containers.
-		out, err := exec.Command("go", "build", "-o", dir+"/", "../cmd/kubelab", "../cmd/kubelab-workload").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
 }
 
 // lab is one running `kubelab up`, with a unique name, subnet and API port.
@@ -111,7 +79,7 @@ func newLab(t testing.TB, extra ...string) *lab {
 	requireRoot(t)
 	r := rand.New(rand.NewSource(time.Now().UnixNano()))
 	l := &lab{
-		t: t, bin: kubelabBinary(t),
+		t: t, bin: kubelabtest.Binary(t),
 		name:    fmt.Sprintf("kle%04x", r.Intn(1<<16)),
 		subnet:  fmt.Sprintf("10.202.%d.0/24", r.Intn(250)),
 		dataDir: t.TempDir(),

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubelab/kubelab/cmd/kubelabtest"
 	"github.com/kubelab/kubelab/nodeagent/internal/testns"
 	"github.com/kubelab/kubelab/nodeagent/labnet"
 	"github.com/kubelab/kubelab/nodeagent/sandbox"
@@ -31,40 +32,6 @@ import (
 // These tests drive the kubelab binary as a user does (`kubelab up`, the real
 // kubectl, `kubelab down`), inside this package's private network namespace,
 // so the lab's bridge and routes never touch the host's network.
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// kubelabBin builds cmd/kubelab once per run, or takes $KUBELAB_BIN.
-func kubelabBin(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		if p := os.Getenv("KUBELAB_BIN"); p != "" {
-			binPath = p
-			return
-		}
-		dir, err := os.MkdirTemp("", "kubelab-nodeagent-e2e-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "kubelab")
-		// Both binaries, installed side by side: the agent then runs the
-		// small built-in workload (nodeagent.WorkloadBinary).
-		out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/kubelab/kubelab/cmd/kubelab",
-			"github.com/kubelab/kubelab/cmd/kubelab-workload").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
 
 type lockedBuf struct {
 	mu sync.Mutex
@@ -98,7 +65,7 @@ func startKubelab(t *testing.T, nodes int) *kubelabLab {
 			t.Fatalf("%s not found: run `make deps`", tool)
 		}
 	}
-	l := &kubelabLab{t: t, bin: kubelabBin(t), name: fmt.Sprintf("kln%04x", rand.Intn(1<<16)), dataDir: t.TempDir(),
+	l := &kubelabLab{t: t, bin: kubelabtest.Binary(t), name: fmt.Sprintf("kln%04x", rand.Intn(1<<16)), dataDir: t.TempDir(),
 		out: &lockedBuf{}, exited: make(chan error, 1)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,47 @@
+// Package kubelabtest gives end-to-end tests the kubelab executables, built
+// the way `make build` builds them, once per test process.
+package kubelabtest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary returns the path of a kubelab executable with kubelab-workload
+// beside it (the agent prefers that one for built-in containers). It builds
+// both once per test process, or takes the kubelab named by $KUBELAB_BIN to
+// test a build made some other way.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if p := os.Getenv("KUBELAB_BIN"); p != "" {
+			binPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "kubelab-test-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "kubelab")
+		out, err := exec.Command("go", "build", "-o", dir+"/",
+			"github.com/kubelab/kubelab/cmd/kubelab", "github.com/kubelab/kubelab/cmd/kubelab-workload").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
