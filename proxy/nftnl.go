@@ -250,9 +250,10 @@ func appendElem(b []byte, e nlElem, keyOnly bool) []byte {
 			})
 		})
 		if e.comment != "" {
-			c := e.comment
-			if len(c) > nftCommentMax-1 {
-				c = c[:nftCommentMax-1]
+			// As nftComment writes it for nft, so both paths store the same.
+			c := strings.ReplaceAll(e.comment, `"`, "'")
+			if len(c) > nftCommentMax {
+				c = c[:nftCommentMax]
 			}
 			ud := append([]byte{nftnlUdataElemComment, byte(len(c) + 1)}, cstr(c)...)
 			b = nlAttr(b, nftaSetElemUserdata, ud)
