@@ -598,7 +598,7 @@ func (r *NftRuleset) bulkElems() (map[string]*nlSet, error) {
 	}
 	out := map[string]*nlSet{}
 	for m, n := range count {
-		out[m] = &nlSet{data: make([]byte, 0, n*lbElemLen), ends: make([]int, 0, n)}
+		out[m] = newNlSet(n)
 	}
 	set := func(m string) *nlSet {
 		s := out[m]

@@ -2,15 +2,17 @@ package proxy
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -20,38 +22,19 @@ import (
 // nft parses ~15 us per map element: 10,000 Services x 10 endpoints is
 // 110,000 elements and 2.6 s, most of the full sync. The kernel itself takes
 // a fraction of that, so a full sync writes the big maps' elements straight
-// as NFT_MSG_NEWSETELEM messages, into maps of a new generation that no rule
-// references yet (invisible to traffic), and then switches every rule to
-// them in the one `nft -f` transaction that also rewrites the chains. The
-// switch stays atomic; the old generation is deleted in the same transaction.
+// over netlink (github.com/google/nftables), into maps of a new generation
+// that no rule references yet (invisible to traffic), and then switches
+// every rule to them in the one `nft -f` transaction that also rewrites the
+// chains. The switch stays atomic; the old generation is deleted in the same
+// transaction.
 
-// netfilter netlink constants (linux/netfilter/nfnetlink.h, nf_tables.h).
 const (
-	nfnlSubsysNftables = 10
-	nfnlMsgBatchBegin  = 0x10
-	nfnlMsgBatchEnd    = 0x11
-	nftMsgNewSetElem   = 12
-	nftMsgDelSetElem   = 14
-	nfprotoIPv4        = 2
-
-	nftaSetElemListTable    = 1
-	nftaSetElemListSet      = 2
-	nftaSetElemListElements = 3
-	nftaListElem            = 1
-	nftaSetElemKey          = 1
-	nftaSetElemData         = 2
-	nftaSetElemUserdata     = 6
-	nftaDataValue           = 1
-	nftaDataVerdict         = 2
-	nftaVerdictCode         = 1
-	nftaVerdictChain        = 2
-	nftGoto                 = 0xfffffffc // NFT_GOTO (-4) as the kernel's u32
-	nftnlUdataElemComment   = 0
-	nlaFNested              = 0x8000
-
 	// A nested attribute's length is 16 bits: keep each message's element
 	// list well under 64 KiB.
 	nlMaxElemBytes = 60000
+	// nlTimeout bounds waiting for the kernel's acks, so an aborted batch
+	// that acks fewer messages than sent cannot hang a sync.
+	nlTimeout = 30 * time.Second
 )
 
 // netnsNamed is implemented by Executors that target a named network
@@ -60,44 +43,6 @@ type netnsNamed interface{ NetnsName() string }
 
 // NetnsName is the namespace the executor targets.
 func (n *netnsExecutor) NetnsName() string { return n.name }
-
-// nlAttr appends one netlink attribute (4-byte aligned) to b.
-func nlAttr(b []byte, typ uint16, data []byte) []byte {
-	l := 4 + len(data)
-	b = binary.NativeEndian.AppendUint16(b, uint16(l))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = append(b, data...)
-	for l%4 != 0 {
-		b = append(b, 0)
-		l++
-	}
-	return b
-}
-
-// nlNest appends a nested attribute whose contents f writes.
-func nlNest(b []byte, typ uint16, f func([]byte) []byte) []byte {
-	start := len(b)
-	b = append(b, 0, 0, 0, 0)
-	b = f(b)
-	binary.NativeEndian.PutUint16(b[start:], uint16(len(b)-start))
-	binary.NativeEndian.PutUint16(b[start+2:], typ|nlaFNested)
-	return b
-}
-
-func cstr(s string) []byte { return append([]byte(s), 0) }
-
-// nlMsg appends a netlink message header + nfgenmsg + payload.
-func nlMsg(b []byte, typ uint16, flags uint16, seq uint32, resID uint16, payload []byte) []byte {
-	l := 16 + 4 + len(payload)
-	b = binary.NativeEndian.AppendUint32(b, uint32(l))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = binary.NativeEndian.AppendUint16(b, flags)
-	b = binary.NativeEndian.AppendUint32(b, seq)
-	b = binary.NativeEndian.AppendUint32(b, 0)
-	b = append(b, nfprotoIPv4, 0)
-	b = binary.BigEndian.AppendUint16(b, resID)
-	return append(b, payload...)
-}
 
 // nlElem is one element in the kernel's encoding: key and data registers
 // (each field of a concatenation padded to 4 bytes), or a goto verdict.
@@ -180,22 +125,62 @@ func encodeElem(e NftElem) (nlElem, error) {
 	return out, err
 }
 
-// nlSet is a set's elements already encoded as NFTA_LIST_ELEM attributes,
-// back to back; ends are the offsets where each element ends (messages are
-// split between elements).
+// nlSet is one set's elements, compact until they are sent (the full sync
+// holds 100,000 of them): keys and data back to back in data (offs[i] is
+// where element i starts, klen[i] its key's length), verdicts beside them.
 type nlSet struct {
-	data []byte
-	ends []int
+	data     []byte
+	offs     []int32
+	klen     []uint8
+	verdicts []nlVerdict // empty, or one per element
+}
+
+type nlVerdict struct{ chain, comment string }
+
+func newNlSet(n int) *nlSet {
+	return &nlSet{data: make([]byte, 0, n*lbElemLen), offs: make([]int32, 0, n), klen: make([]uint8, 0, n)}
+}
+
+func (s *nlSet) len() int { return len(s.offs) }
+
+// elem returns element i's key and data (nil for a set or a verdict map).
+func (s *nlSet) elem(i int) (key, data []byte) {
+	start, end := int(s.offs[i]), len(s.data)
+	if i+1 < len(s.offs) {
+		end = int(s.offs[i+1])
+	}
+	k := start + int(s.klen[i])
+	key = s.data[start:k:k]
+	if k < end {
+		data = s.data[k:end:end]
+	}
+	return key, data
 }
 
 func (s *nlSet) add(e nlElem, keyOnly bool) {
-	s.data = appendElem(s.data, e, keyOnly)
-	s.ends = append(s.ends, len(s.data))
+	s.offs = append(s.offs, int32(len(s.data)))
+	s.klen = append(s.klen, uint8(len(e.key)))
+	s.data = append(s.data, e.key...)
+	if keyOnly {
+		return
+	}
+	s.data = append(s.data, e.data...)
+	if e.gotoChain != "" {
+		for len(s.verdicts) < len(s.offs)-1 {
+			s.verdicts = append(s.verdicts, nlVerdict{})
+		}
+		// As nftComment writes it for nft, so both paths store the same.
+		c := strings.ReplaceAll(e.comment, `"`, "'")
+		if len(c) > nftCommentMax {
+			c = c[:nftCommentMax]
+		}
+		s.verdicts = append(s.verdicts, nlVerdict{e.gotoChain, c})
+	}
 }
 
-// lbElemLen is the size of one endpoint-map element attribute: LIST_ELEM {
-// KEY { VALUE[12] }, DATA { VALUE[8] } }.
-const lbElemLen = 4 + (4 + 4 + 12) + (4 + 4 + 8)
+// lbElemLen is the size of one endpoint-map element: key ip . port . i
+// (12 bytes), data ip . port (8 bytes).
+const lbElemLen = 12 + 8
 
 // appendEncoded encodes the endpoint-map elements straight from the
 // endpoints into s (the full sync's hot loop: 100,000 elements at scale).
@@ -205,7 +190,6 @@ func (l *LBElems) appendEncoded(s *nlSet) error {
 		return fmt.Errorf("cluster IP %q", l.ClusterIP)
 	}
 	c4 := cip.As4()
-	ne := binary.NativeEndian
 	for i, e := range l.Eps {
 		a, err := netip.ParseAddr(e.IP)
 		if err != nil || !a.Is4() {
@@ -213,144 +197,153 @@ func (l *LBElems) appendEncoded(s *nlSet) error {
 		}
 		a4 := a.As4()
 		b := s.data
-		b = ne.AppendUint16(b, lbElemLen)
-		b = ne.AppendUint16(b, nftaListElem|nlaFNested)
-		b = ne.AppendUint16(b, 4+4+12)
-		b = ne.AppendUint16(b, nftaSetElemKey|nlaFNested)
-		b = ne.AppendUint16(b, 4+12)
-		b = ne.AppendUint16(b, nftaDataValue)
+		s.offs = append(s.offs, int32(len(b)))
+		s.klen = append(s.klen, 12)
 		b = append(b, c4[:]...)
 		b = append(binary.BigEndian.AppendUint16(b, uint16(l.Port)), 0, 0)
-		b = ne.AppendUint32(b, uint32(i)) // numgen writes host byte order
-		b = ne.AppendUint16(b, 4+4+8)
-		b = ne.AppendUint16(b, nftaSetElemData|nlaFNested)
-		b = ne.AppendUint16(b, 4+8)
-		b = ne.AppendUint16(b, nftaDataValue)
+		b = binary.NativeEndian.AppendUint32(b, uint32(i)) // numgen writes host byte order
 		b = append(b, a4[:]...)
 		b = append(binary.BigEndian.AppendUint16(b, uint16(e.Port)), 0, 0)
 		s.data = b
-		s.ends = append(s.ends, len(b))
 	}
 	return nil
 }
 
-func appendElem(b []byte, e nlElem, keyOnly bool) []byte {
-	return nlNest(b, nftaListElem, func(b []byte) []byte {
-		b = nlNest(b, nftaSetElemKey, func(b []byte) []byte { return nlAttr(b, nftaDataValue, e.key) })
-		if keyOnly || (e.data == nil && e.gotoChain == "") {
-			return b
-		}
-		b = nlNest(b, nftaSetElemData, func(b []byte) []byte {
-			if e.gotoChain == "" {
-				return nlAttr(b, nftaDataValue, e.data)
-			}
-			return nlNest(b, nftaDataVerdict, func(b []byte) []byte {
-				b = nlAttr(b, nftaVerdictCode, binary.BigEndian.AppendUint32(nil, nftGoto))
-				return nlAttr(b, nftaVerdictChain, cstr(e.gotoChain))
-			})
-		})
-		if e.comment != "" {
-			// As nftComment writes it for nft, so both paths store the same.
-			c := strings.ReplaceAll(e.comment, `"`, "'")
-			if len(c) > nftCommentMax {
-				c = c[:nftCommentMax]
-			}
-			ud := append([]byte{nftnlUdataElemComment, byte(len(c) + 1)}, cstr(c)...)
-			b = nlAttr(b, nftaSetElemUserdata, ud)
-		}
-		return b
-	})
+// encodedLen bounds the netlink size of element i (for splitting messages).
+func (s *nlSet) encodedLen(i int, keyOnly bool) int {
+	key, data := s.elem(i)
+	n := 4 + 8 + len(key) + 3
+	if keyOnly {
+		return n
+	}
+	if len(data) > 0 {
+		n += 8 + len(data) + 3
+	}
+	if i < len(s.verdicts) && s.verdicts[i].chain != "" {
+		v := s.verdicts[i]
+		n += 8 + 8 + 4 + len(v.chain) + 1 + 3 + 4 + 2 + len(v.comment) + 1 + 3
+	}
+	return n
 }
 
-// nlAddElements adds elements to sets of table in one netlink batch (one
-// kernel transaction), in the network namespace ex targets.
+// nlAddElements adds elements to sets of table, in the network namespace ex
+// targets. The full sync loads maps no rule references yet, so atomicity is
+// not needed there: each message is its own transaction, which keeps the
+// library from holding the whole load (100,000 elements) in memory at once.
 func nlAddElements(ex Executor, table string, sets map[string]*nlSet) error {
-	return nlElements(ex, table, nil, sets)
+	return nlBatch(ex, table, nil, sets, false)
 }
 
 // nlElements deletes, then adds, set elements in one netlink batch: one
 // kernel transaction, so traffic sees all of it or none.
 func nlElements(ex Executor, table string, dels, adds map[string]*nlSet) error {
-	size := 64
+	return nlBatch(ex, table, dels, adds, true)
+}
+
+func nlBatch(ex Executor, table string, dels, adds map[string]*nlSet, atomic bool) error {
+	size := 0
 	for _, m := range []map[string]*nlSet{dels, adds} {
 		for _, s := range m {
-			size += len(s.data) + (len(s.data)/nlMaxElemBytes+1)*(64+len(table))
+			size += s.len()
 		}
 	}
-	buf := make([]byte, 0, size)
-	seq := uint32(1)
-	buf = nlMsg(buf, nfnlMsgBatchBegin, unix.NLM_F_REQUEST, seq, nfnlSubsysNftables, nil)
-	msgs := 0
-	write := func(sets map[string]*nlSet, typ uint16, flags uint16) {
-		for _, set := range sortedSets(sets) {
-			s := sets[set]
-			start, i := 0, 0
-			for i < len(s.ends) {
-				// As many whole elements as fit in one message.
-				j := i
-				for j < len(s.ends) && s.ends[j]-start <= nlMaxElemBytes {
-					j++
-				}
-				if j == i {
-					j = i + 1
-				}
-				list := s.data[start:s.ends[j-1]]
-				start, i = s.ends[j-1], j
-				var p []byte
-				p = nlAttr(p, nftaSetElemListTable, cstr(table))
-				p = nlAttr(p, nftaSetElemListSet, cstr(set))
-				p = nlNest(p, nftaSetElemListElements, func(b []byte) []byte { return append(b, list...) })
-				seq++
-				msgs++
-				buf = nlMsg(buf, nfnlSubsysNftables<<8|typ, unix.NLM_F_REQUEST|unix.NLM_F_ACK|flags, seq, 0, p)
-			}
-		}
-	}
-	write(dels, nftMsgDelSetElem, 0)
-	write(adds, nftMsgNewSetElem, unix.NLM_F_CREATE)
-	seq++
-	buf = nlMsg(buf, nfnlMsgBatchEnd, unix.NLM_F_REQUEST, seq, nfnlSubsysNftables, nil)
-	if msgs == 0 {
+	if size == 0 {
 		return nil
 	}
-	fd, err := nlSocket(ex)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	// The whole batch must arrive in one message to be one transaction.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, len(buf)+1<<20)
-	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
-	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
-	if err := unix.Sendto(fd, buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("netlink send (%d bytes): %w", len(buf), err)
-	}
-	rb := make([]byte, 1<<16)
-	acked := 0
-	var errs []error
-	for acked < msgs {
-		n, _, err := unix.Recvfrom(fd, rb, 0)
-		if err != nil {
-			return fmt.Errorf("netlink receive: %w", err)
-		}
-		for b := rb[:n]; len(b) >= 16; {
-			l := int(binary.NativeEndian.Uint32(b))
-			typ := binary.NativeEndian.Uint16(b[4:])
-			if l < 16 || l > len(b) {
-				break
-			}
-			if typ == unix.NLMSG_ERROR && l >= 20 {
-				acked++
-				if code := int32(binary.NativeEndian.Uint32(b[16:])); code != 0 {
-					errs = append(errs, unix.Errno(-code))
+	tbl := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
+	var sndbuf int
+	queue := func(c *nftables.Conn, sets map[string]*nlSet, del bool) error {
+		var batch []nftables.SetElement
+		var verdicts []expr.Verdict
+		for _, name := range sortedSets(sets) {
+			s := sets[name]
+			// Only names the set: elements carry their own key and data.
+			set := &nftables.Set{Table: tbl, Name: name, IsMap: !del}
+			for i := 0; i < s.len(); {
+				// As many whole elements as fit in one message.
+				batch, verdicts = batch[:0], verdicts[:0]
+				bytes := 0
+				for ; i < s.len(); i++ {
+					n := s.encodedLen(i, del)
+					if bytes+n > nlMaxElemBytes && len(batch) > 0 {
+						break
+					}
+					bytes += n
+					key, data := s.elem(i)
+					e := nftables.SetElement{Key: key}
+					if !del {
+						e.Val = data
+						if i < len(s.verdicts) && s.verdicts[i].chain != "" {
+							verdicts = append(verdicts, expr.Verdict{Kind: expr.VerdictGoto, Chain: s.verdicts[i].chain})
+							e.Comment = s.verdicts[i].comment
+						}
+					}
+					batch = append(batch, e)
+				}
+				// verdicts is not reallocated within a chunk once its
+				// pointers are taken: point at it only now.
+				v := 0
+				for j := range batch {
+					if k := i - len(batch) + j; !del && k < len(s.verdicts) && s.verdicts[k].chain != "" {
+						batch[j].VerdictData = &verdicts[v]
+						v++
+					}
+				}
+				sndbuf += bytes + 128 + len(table) + len(name)
+				var err error
+				if del {
+					err = c.SetDeleteElements(set, batch)
+				} else {
+					err = c.SetAddElements(set, batch)
+				}
+				if err != nil {
+					return fmt.Errorf("set %s: %w", name, err)
+				}
+				if !atomic {
+					if err := c.Flush(); err != nil {
+						return fmt.Errorf("netlink set elements of %s: %w", name, err)
+					}
 				}
 			}
-			b = b[(l+3)&^3:]
 		}
-		if len(errs) > 0 {
-			// The kernel aborted the whole batch; later messages get no ack.
-			return fmt.Errorf("netlink add elements: %w", errors.Join(errs...))
+		return nil
+	}
+
+	h := netns.None()
+	if nn, ok := ex.(netnsNamed); ok && nn.NetnsName() != "" {
+		var err error
+		if h, err = netns.GetFromName(nn.NetnsName()); err != nil {
+			return fmt.Errorf("open netns %s: %w", nn.NetnsName(), err)
 		}
+		defer h.Close()
+	}
+	opts := []nftables.ConnOption{nftables.WithSockOptions(func(c *netlink.Conn) error {
+		// The whole batch goes in one sendmsg to be one transaction: make
+		// room for it beyond the default socket buffer.
+		if rc, err := c.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndbuf+1<<20)
+			})
+		}
+		_ = c.SetOption(netlink.CapAcknowledge, true)
+		_ = c.SetOption(netlink.ExtendedAcknowledge, true)
+		return c.SetReadDeadline(time.Now().Add(nlTimeout))
+	})}
+	if h.IsOpen() {
+		opts = append(opts, nftables.WithNetNSFd(int(h)))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	if err := queue(c, dels, true); err != nil {
+		return err
+	}
+	if err := queue(c, adds, false); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("netlink set elements: %w", err)
 	}
 	return nil
 }
@@ -362,51 +355,4 @@ func sortedSets(m map[string]*nlSet) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// nlSocket opens a netfilter netlink socket in ex's network namespace.
-func nlSocket(ex Executor) (int, error) {
-	name := ""
-	if nn, ok := ex.(netnsNamed); ok {
-		name = nn.NetnsName()
-	}
-	open := func() (int, error) {
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-		if err != nil {
-			return -1, fmt.Errorf("netlink socket: %w", err)
-		}
-		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("netlink bind: %w", err)
-		}
-		return fd, nil
-	}
-	if name == "" {
-		return open()
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return -1, err
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		return -1, fmt.Errorf("open netns %s: %w", name, err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		return -1, fmt.Errorf("enter netns %s: %w", name, err)
-	}
-	fd, err := open()
-	if rerr := netns.Set(orig); rerr != nil {
-		// This thread is in the wrong namespace: let it die with the goroutine.
-		runtime.LockOSThread()
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		return -1, fmt.Errorf("restore netns: %w", rerr)
-	}
-	return fd, err
 }

@@ -118,7 +118,7 @@ func TestNlElementsFailureIsAtomic(t *testing.T) {
 		if err == nil {
 			t.Fatal("adding to a missing map succeeded")
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(nlTimeout + 5*time.Second):
 		t.Fatal("nlElements did not return after a failed batch")
 	}
 	out, err := run(ctx, ex, nil, "nft", "list", "set", nftFamily, nftTable, nftHairpin)
