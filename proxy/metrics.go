@@ -160,7 +160,13 @@ func parseRefusal(line string) (refusal, bool) {
 	default:
 		return r, false
 	}
-	_, after, ok := strings.Cut(rest, `--comment "`)
+	return r.withComment(rest, `--comment "`, n)
+}
+
+// withComment completes a refusal from the rule's comment, which both
+// modes write as "<service port> has <verdict>", found after marker.
+func (r refusal) withComment(rule, marker string, packets uint64) (refusal, bool) {
+	_, after, ok := strings.Cut(rule, marker)
 	if !ok {
 		return r, false
 	}
@@ -169,7 +175,7 @@ func parseRefusal(line string) (refusal, bool) {
 	if !ok {
 		return r, false
 	}
-	r.service, r.verdict, r.packets = svc, verdict, n
+	r.service, r.verdict, r.packets = svc, verdict, packets
 	return r, true
 }
 

@@ -732,15 +732,5 @@ func parseNftRefusal(chain, line string) (refusal, bool) {
 	default:
 		return r, false
 	}
-	_, c, ok := strings.Cut(rest, `comment "`)
-	if !ok {
-		return r, false
-	}
-	r.comment, _, _ = strings.Cut(c, `"`)
-	svc, verdict, ok := strings.Cut(r.comment, " has ")
-	if !ok {
-		return r, false
-	}
-	r.service, r.verdict, r.packets = svc, verdict, n
-	return r, true
+	return r.withComment(rest, `comment "`, n)
 }
