@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,20 +48,8 @@ type lab struct {
 	port    int
 	extra   []string
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *kubelabtest.Output
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -106,7 +93,7 @@ func (l *lab) start(nodes int) {
 	l.t.Helper()
 	args := append([]string{"up", "--nodes", fmt.Sprint(nodes), "--name", l.name, "--data-dir", l.dataDir,
 		"--api-port", fmt.Sprint(l.port), "--subnet", l.subnet}, l.extra...)
-	l.out = &syncBuffer{}
+	l.out = &kubelabtest.Output{}
 	l.cmd = exec.Command(l.bin, args...)
 	l.cmd.Stdout, l.cmd.Stderr = l.out, l.out
 	if err := l.cmd.Start(); err != nil {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,18 +32,6 @@ import (
 // kubectl, `kubelab down`), inside this package's private network namespace,
 // so the lab's bridge and routes never touch the host's network.
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // kubelabLab is one `kubelab up` with names unique to the test.
 type kubelabLab struct {
 	t       *testing.T
@@ -52,7 +39,7 @@ type kubelabLab struct {
 	name    string
 	dataDir string
 	cmd     *exec.Cmd
-	out     *lockedBuf
+	out     *kubelabtest.Output
 	exited  chan error
 	client  kubernetes.Interface
 }
@@ -66,7 +53,7 @@ func startKubelab(t *testing.T, nodes int) *kubelabLab {
 		}
 	}
 	l := &kubelabLab{t: t, bin: kubelabtest.Binary(t), name: fmt.Sprintf("kln%04x", rand.Intn(1<<16)), dataDir: t.TempDir(),
-		out: &lockedBuf{}, exited: make(chan error, 1)}
+		out: &kubelabtest.Output{}, exited: make(chan error, 1)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
