@@ -3,10 +3,8 @@ package apiserver
 import (
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -154,19 +152,5 @@ func (s *Server) serveKubeletProxy(w http.ResponseWriter, r *http.Request, q req
 		writeError(w, err)
 		return
 	}
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL = target
-			pr.Out.Host = target.Host
-			pr.Out.Header.Del("Authorization")
-			pr.Out.Header.Del("X-Forwarded-For")
-		},
-		Transport:     s.kubelet.transport,
-		FlushInterval: -1,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			slog.Debug("kubelet proxy", "target", target.String(), "err", err)
-			writeError(w, apierrors.NewServiceUnavailable(fmt.Sprintf("error trying to reach the node agent at %s: %v", target.Host, err)))
-		},
-	}
-	rp.ServeHTTP(w, r)
+	forward(w, r, target, s.kubelet.transport, false, "kubelet proxy", "error trying to reach the node agent at "+target.Host)
 }

@@ -123,18 +123,30 @@ func (s *Server) serveServiceProxy(w http.ResponseWriter, r *http.Request, q req
 		writeError(w, err)
 		return
 	}
+	forward(w, r, target, s.svcTransport, true, "service proxy", "error trying to reach service")
+}
+
+// forward proxies the request, upgrades included, to target without the
+// caller's credentials. setForwarded adds the X-Forwarded headers; the
+// node agent is not told who the client was. A failure to connect is a 503
+// saying what could not be reached.
+func forward(w http.ResponseWriter, r *http.Request, target *url.URL, transport http.RoundTripper, setForwarded bool, what, unreachable string) {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL = target
 			pr.Out.Host = target.Host
 			pr.Out.Header.Del("Authorization")
-			pr.SetXForwarded()
+			if setForwarded {
+				pr.SetXForwarded()
+			} else {
+				pr.Out.Header.Del("X-Forwarded-For")
+			}
 		},
-		Transport:     s.svcTransport,
+		Transport:     transport,
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			slog.Debug("service proxy", "target", target.String(), "err", err)
-			writeError(w, apierrors.NewServiceUnavailable(fmt.Sprintf("error trying to reach service: %v", err)))
+			slog.Debug(what, "target", target.String(), "err", err)
+			writeError(w, apierrors.NewServiceUnavailable(fmt.Sprintf("%s: %v", unreachable, err)))
 		},
 	}
 	rp.ServeHTTP(w, r)
