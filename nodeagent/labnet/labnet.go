@@ -18,6 +18,8 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/kubelab/kubelab/nodeagent/internal/nlutil"
 	"github.com/vishvananda/netns"
 )
 
@@ -311,7 +313,7 @@ func Down(c Config) error {
 			errs = append(errs, err)
 		}
 	}
-	links, err := netlink.LinkList()
+	links, err := nlutil.LinkList(&netlink.Handle{})
 	if err != nil {
 		errs = append(errs, err)
 	}

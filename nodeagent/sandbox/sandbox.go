@@ -24,6 +24,8 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/kubelab/kubelab/nodeagent/internal/nlutil"
 	"github.com/vishvananda/netns"
 )
 
@@ -351,7 +353,7 @@ func (m *Manager) CleanupExcept(keep map[string]bool) error {
 			errs = append(errs, err)
 		}
 	}
-	links, err := m.nl().LinkList()
+	links, err := nlutil.LinkList(m.nl())
 	if err != nil {
 		errs = append(errs, err)
 	}
