@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubelab/kubelab/apiserver/apitest"
+	"github.com/kubelab/kubelab/cmd/kubelabtest"
 	"github.com/kubelab/kubelab/nodeagent"
 	"github.com/kubelab/kubelab/nodeagent/internal/testns"
 	"github.com/kubelab/kubelab/nodeagent/sandbox"
@@ -351,19 +352,23 @@ func waitPodIP(t *testing.T, c kubernetes.Interface, name string) string {
 	return ip
 }
 
-// BenchmarkIdleAgentRSS starts one agent process against a real API server,
-// lets it settle idle (registered, lease renewing, no pods) and reports its RSS.
+// BenchmarkIdleAgentRSS starts one `kubelab agent` (the real binary, as a
+// lab runs it) against a real API server, lets it settle idle (registered,
+// lease renewing, no pods) and reports its RSS, how much of that is
+// file-backed (the binary's pages) and its PSS.
 func BenchmarkIdleAgentRSS(b *testing.B) {
 	if !testns.Isolated() {
 		b.Skip("needs root and a private namespace")
 	}
+	bin := kubelabtest.Binary(b)
 	inst := apitest.Start(b)
 	ip := nodeLinkTB(b, "10.200.0.9/24")
-	self, _ := os.Executable()
 	prefix := fmt.Sprintf("klrss%d-", os.Getpid())
-	cmd := exec.Command(self, "agent")
-	cmd.Env = append(os.Environ(), "E2E_SERVER="+inst.Config.Host, "E2E_TOKEN="+filepath.Join(inst.DataDir, "node-token"),
-		"E2E_CA="+filepath.Join(inst.DataDir, "pki", "ca.crt"), "E2E_DATA="+b.TempDir(), "E2E_IP="+ip.String(), "E2E_PREFIX="+prefix)
+	cmd := exec.Command(bin, "agent", "--server", inst.Config.Host,
+		"--token-file", filepath.Join(inst.DataDir, "node-token"),
+		"--ca-file", filepath.Join(inst.DataDir, "pki", "ca.crt"),
+		"--node-name", "node-rss", "--data-dir", b.TempDir(), "--node-ip", ip.String(),
+		"--netns-prefix", prefix)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -391,9 +396,8 @@ func BenchmarkIdleAgentRSS(b *testing.B) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// Idle long enough for several Lease renewals and past the agent's
-	// second release of start-up pages (30 s after ready): the steady state.
-	time.Sleep(45 * time.Second)
+	// Idle long enough for several Lease renewals: the steady state.
+	time.Sleep(35 * time.Second)
 	if roll, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", cmd.Process.Pid)); err == nil {
 		for _, l := range strings.Split(string(roll), "\n") {
 			if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
@@ -407,12 +411,18 @@ func BenchmarkIdleAgentRSS(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, l := range strings.Split(string(st), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && (f[0] == "RssAnon:" || f[0] == "RssFile:") {
-			b.Logf("%s %s kB", f[0], f[1])
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
 		}
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.Atoi(f[1])
+		kb, _ := strconv.Atoi(f[1])
+		switch f[0] {
+		case "VmRSS:":
 			b.ReportMetric(float64(kb)/1024, "MB-rss")
+		case "RssAnon:":
+			b.ReportMetric(float64(kb)/1024, "MB-rss-anon")
+		case "RssFile:":
+			b.ReportMetric(float64(kb)/1024, "MB-rss-file")
 		}
 	}
 	for i := 0; i < b.N; i++ {
