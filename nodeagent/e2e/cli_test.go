@@ -46,13 +46,15 @@ func runKubelab(t *testing.T, bin string, stdin string, env []string, cred *sysc
 	}
 }
 
-// TestKubelabRefusalsAndNodeExec covers the CLI's promises around a running
-// lab: a second `up` on the same data dir or with the same name is refused
-// with a clear message and leaves the running lab alone; `up` refuses to
-// start without root or without iptables; `node exec` runs a command in the
-// node's namespace with stdin attached and hands back its exit code.
-func TestKubelabRefusalsAndNodeExec(t *testing.T) {
+// TestKubelabCLIAndStreams covers the CLI's promises around a running lab:
+// a second `up` on the same data dir or with the same name is refused with a
+// clear message and leaves the running lab alone; `up` refuses to start
+// without root or without iptables; `node exec` runs a command in the node's
+// namespace with stdin attached and hands back its exit code. On the same
+// lab, kubectl's streaming verbs (exec -i, port-forward) reach a pod.
+func TestKubelabCLIAndStreams(t *testing.T) {
 	l := startKubelab(t, 1)
+	t.Run("kubectl exec and port-forward", func(t *testing.T) { checkKubectlStreams(t, l) })
 
 	t.Run("same data dir", func(t *testing.T) {
 		out, code := runKubelab(t, l.bin, "", nil, nil, "up", "--nodes", "1", "--name", l.name+"x", "--data-dir", l.dataDir)
