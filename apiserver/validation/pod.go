@@ -44,6 +44,7 @@ func defaultPod(p, old *corev1.Pod) {
 	if p.Spec.EnableServiceLinks == nil {
 		p.Spec.EnableServiceLinks = ptr.To(corev1.DefaultEnableServiceLinks)
 	}
+	p.Spec.Tolerations = withDefaultNoExecuteTolerations(p.Spec.Tolerations)
 	if p.Spec.HostNetwork {
 		for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
 			for i := range cs {
@@ -74,6 +75,34 @@ func defaultPod(p, old *corev1.Pod) {
 	} else if p.Status.HostIP == "" && len(p.Status.HostIPs) > 0 {
 		p.Status.HostIP = p.Status.HostIPs[0].IP
 	}
+}
+
+// defaultNoExecuteSeconds is how long a pod stays on a node that turned
+// not-ready or unreachable before it is evicted, unless it says otherwise:
+// kube-apiserver's DefaultTolerationSeconds admission default.
+const defaultNoExecuteSeconds = int64(300)
+
+// withDefaultNoExecuteTolerations adds, as the DefaultTolerationSeconds
+// admission plugin does for pods (not templates), a 300 s NoExecute
+// toleration for each of the node controller's not-ready and unreachable
+// taints that the pod does not already tolerate with an empty or NoExecute
+// effect. Without them a pod would be evicted the moment its node stopped
+// answering.
+func withDefaultNoExecuteTolerations(tols []corev1.Toleration) []corev1.Toleration {
+	for _, key := range []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable} {
+		covered := false
+		for _, t := range tols {
+			if (t.Key == key || t.Key == "") && (t.Effect == corev1.TaintEffectNoExecute || t.Effect == "") {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			tols = append(tols, corev1.Toleration{Key: key, Operator: corev1.TolerationOpExists,
+				Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To(defaultNoExecuteSeconds)})
+		}
+	}
+	return tols
 }
 
 func defaultPodSpec(s *corev1.PodSpec) {
