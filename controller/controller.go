@@ -138,6 +138,8 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 			return newNodeLifecycleController(d, opts.NodeMonitorGracePeriod)
 		})
 	}
+	// After the node lifecycle controller, which indexes pods by node too.
+	ctors = append(ctors, newTaintEvictionController)
 	var runners []runner
 	for _, c := range ctors {
 		r, err := c(d)
