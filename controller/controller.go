@@ -35,6 +35,10 @@ type Options struct {
 	// negative disables the node lifecycle controller (tests with
 	// hand-made Node objects and no agents).
 	NodeMonitorGracePeriod time.Duration
+	// OrphanPodQuarantine is how long pods bound to a node that does not
+	// exist are left before the pod GC deletes them. Default 40s, as
+	// kube's pod GC.
+	OrphanPodQuarantine time.Duration
 	// Workers is the number of concurrent syncs per controller. Default 4.
 	Workers int
 	// Resync is the informers' resync period. Default 0 (none): the
@@ -59,6 +63,9 @@ func (o *Options) defaults() {
 	}
 	if o.NodeMonitorGracePeriod == 0 {
 		o.NodeMonitorGracePeriod = 40 * time.Second
+	}
+	if o.OrphanPodQuarantine <= 0 {
+		o.OrphanPodQuarantine = 40 * time.Second
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4
@@ -139,7 +146,8 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) error {
 		})
 	}
 	// After the node lifecycle controller, which indexes pods by node too.
-	ctors = append(ctors, newTaintEvictionController)
+	ctors = append(ctors, newTaintEvictionController,
+		func(d *deps) (runner, error) { return newPodGC(d, opts.OrphanPodQuarantine) })
 	var runners []runner
 	for _, c := range ctors {
 		r, err := c(d)
