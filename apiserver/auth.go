@@ -24,6 +24,9 @@ type userKey struct{}
 
 // UserFrom returns the request's authenticated user.
 func UserFrom(ctx context.Context) (User, bool) {
+	if st := stateFrom(ctx); st != nil && st.authed {
+		return st.user, true
+	}
 	u, ok := ctx.Value(userKey{}).(User)
 	return u, ok
 }
@@ -72,6 +75,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				writeError(w, d.err)
 				return
 			}
+		}
+		if st := stateFrom(r.Context()); st != nil {
+			st.user, st.authed = u, true
+			next.ServeHTTP(w, r)
+			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
 	})

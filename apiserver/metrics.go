@@ -46,27 +46,43 @@ type reqLabels struct {
 	verb, group, resource, subresource string
 }
 
-type labelsKey struct{}
+// reqState is what the middleware layers learn about a request. It lives
+// in one context value set by the outermost layer, so that the layers do
+// not each copy the request to add their own.
+type reqState struct {
+	labels reqLabels
+	user   User
+	authed bool
+}
+
+type stateKey struct{}
+
+func stateFrom(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
 
 func setRequestInfo(r *http.Request, q request) {
-	if l, ok := r.Context().Value(labelsKey{}).(*reqLabels); ok {
-		l.group, l.resource, l.subresource = q.res.GVR.Group, q.res.GVR.Resource, q.sub
+	if st := stateFrom(r.Context()); st != nil {
+		st.labels.group, st.labels.resource, st.labels.subresource = q.res.GVR.Group, q.res.GVR.Resource, q.sub
 	}
 }
 
 func setVerb(r *http.Request, verb string) {
-	if l, ok := r.Context().Value(labelsKey{}).(*reqLabels); ok {
-		l.verb = verb
+	if st := stateFrom(r.Context()); st != nil {
+		st.labels.verb = verb
 	}
 }
 
 func (m *metrics) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		growStack(len(r.URL.Path))
 		start := time.Now()
-		l := &reqLabels{verb: r.Method}
+		st := &reqState{labels: reqLabels{verb: r.Method}}
+		l := &st.labels
 		rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		m.inflight.Inc()
-		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), labelsKey{}, l)))
+		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 		m.inflight.Dec()
 		m.total.WithLabelValues(l.verb, l.group, l.resource, l.subresource, strconv.Itoa(rw.code)).Inc()
 		if l.verb != "WATCH" && l.subresource != "log" && l.subresource != "exec" && l.subresource != "portforward" && l.subresource != "attach" {

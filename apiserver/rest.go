@@ -334,7 +334,7 @@ func (s *Server) list(ctx context.Context, res resources.Resource, opts store.Li
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, q request) {
-	r = r.WithContext(withWriteInfo(r.Context(), writeInfo{manager: managerFor(r)}))
+	ctx := withWriteInfo(r.Context(), writeInfo{manager: managerFor(r)})
 	dr, err := readAndDecode(r, q.res.GVK(), q.res.New())
 	if err != nil {
 		writeError(w, err)
@@ -344,7 +344,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, q request)
 		writeError(w, err)
 		return
 	}
-	out, warns, err := s.create(r.Context(), q.res, q.ns, dr.obj, dryRun(r))
+	out, warns, err := s.create(ctx, q.res, q.ns, dr.obj, dryRun(r))
 	addWarnings(w, append(dr.warnings, warns...))
 	if err != nil {
 		writeError(w, err)
@@ -673,7 +673,7 @@ func shouldRemove(obj runtime.Object) bool {
 }
 
 func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, q request, mode updateMode) {
-	r = r.WithContext(withWriteInfo(r.Context(), writeInfo{manager: managerFor(r)}))
+	ctx := withWriteInfo(r.Context(), writeInfo{manager: managerFor(r)})
 	dr, err := readAndDecode(r, q.res.GVK(), q.res.New())
 	if err != nil {
 		writeError(w, err)
@@ -689,7 +689,7 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, q request,
 		writeError(w, err)
 		return
 	}
-	out, warns, err := s.update(r.Context(), q, mode, func(runtime.Object) (runtime.Object, error) {
+	out, warns, err := s.update(ctx, q, mode, func(runtime.Object) (runtime.Object, error) {
 		return dr.obj.DeepCopyObject(), nil
 	}, dryRun(r))
 	addWarnings(w, append(dr.warnings, warns...))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -167,7 +168,7 @@ func New(cfg Config) (*Server, error) {
 		s.closeListeners()
 		return nil, err
 	}
-	s.handler = s.metrics.wrap(s.authenticate(r))
+	s.handler = s.metrics.wrap(s.authenticate(s.resourceFastPath(r)))
 	return s, nil
 }
 
@@ -320,7 +321,7 @@ func (s *Server) routes() (*mux.Router, error) {
 	if err := openapi.Register(r, resources.All); err != nil {
 		return nil, fmt.Errorf("openapi: %w", err)
 	}
-	r.HandleFunc("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", s.serveSelfSubjectAccessReview)
+	r.HandleFunc(ssarPath, s.serveSelfSubjectAccessReview)
 	r.PathPrefix("/api/v1").HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.serveGroupVersion(w, req, "", "v1", req.URL.Path[len("/api/v1"):])
 	})
@@ -333,6 +334,32 @@ func (s *Server) routes() (*mux.Router, error) {
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { writeError(w, errNotFoundPath()) })
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { writeError(w, errMethodNotAllowed(req)) })
 	return r, nil
+}
+
+// ssarPath is served by its own handler, not as a stored resource.
+const ssarPath = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+// resourceFastPath sends resource requests (/api/v1/..., /apis/G/V/...)
+// straight to serveGroupVersion, as the router would, without the
+// router's regular-expression matching and request copy; everything else
+// goes through the router.
+func (s *Server) resourceFastPath(router http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if rest, ok := strings.CutPrefix(p, "/api/v1"); ok && (rest == "" || rest[0] == '/') {
+			s.serveGroupVersion(w, r, "", "v1", rest)
+			return
+		}
+		if rest, ok := strings.CutPrefix(p, "/apis/"); ok && p != ssarPath {
+			group, after, ok := strings.Cut(rest, "/")
+			version, _, _ := strings.Cut(after, "/")
+			if ok && group != "" && version != "" {
+				s.serveGroupVersion(w, r, group, version, after[len(version):])
+				return
+			}
+		}
+		router.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {
