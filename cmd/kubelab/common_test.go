@@ -37,3 +37,27 @@ func TestCheckProxyMode(t *testing.T) {
 		}
 	}
 }
+
+func TestForwardDropsBridged(t *testing.T) {
+	docker := "-P FORWARD DROP\n-N DOCKER-USER\n-A FORWARD -j DOCKER-USER\n"
+	open := "-P FORWARD ACCEPT\n"
+	for _, tc := range []struct {
+		name     string
+		sysctl   string
+		listings []string
+		want     bool
+	}{
+		{"Docker host with br_netfilter", "1\n", []string{docker}, true},
+		{"drop in the legacy backend only", "1\n", []string{open, docker}, true},
+		{"bridged traffic skips iptables", "0\n", []string{docker}, false},
+		{"accepting policy", "1\n", []string{open}, false},
+		{"a DROP rule is not the policy", "1\n", []string{"-P FORWARD ACCEPT\n-A FORWARD -i docker0 -j DROP\n"}, false},
+		{"no iptables at all", "1\n", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := forwardDropsBridged(tc.sysctl, tc.listings...); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -168,6 +168,9 @@ func up(ctx context.Context, cfg upConfig, out io.Writer) error {
 	for i := 1; i <= cfg.nodes; i++ {
 		say("created %s (namespace %s, %s)", labnet.NodeName(i), cfg.net.NodeNamespace(labnet.NodeName(i)), cfg.net.NodeIP(i))
 	}
+	if w := bridgeFirewallWarning(cfg.net.BridgeName()); w != "" {
+		say("%s", w)
+	}
 
 	cpCtx, stopControlPlane := context.WithCancel(context.Background())
 	cp, err := startControlPlane(cpCtx, controlPlaneConfig{

@@ -46,6 +46,13 @@ type kubelabLab struct {
 
 func startKubelab(t *testing.T, nodes int) *kubelabLab {
 	t.Helper()
+	return startKubelabWarned(t, nodes, "")
+}
+
+// startKubelabWarned starts a lab that must print exactly the warnings
+// containing expectWarning (none when empty).
+func startKubelabWarned(t *testing.T, nodes int, expectWarning string) *kubelabLab {
+	t.Helper()
 	testns.Require(t)
 	for _, tool := range []string{"kubectl", "curl", "ip", "iptables"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -102,8 +109,13 @@ func startKubelab(t *testing.T, nodes int) *kubelabLab {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if strings.Contains(l.out.String(), "warning:") {
-		t.Fatalf("kubelab up reported a problem:\n%s", l.out.String())
+	for _, line := range strings.Split(l.out.String(), "\n") {
+		if strings.Contains(line, "warning:") && (expectWarning == "" || !strings.Contains(line, expectWarning)) {
+			t.Fatalf("kubelab up reported a problem:\n%s", l.out.String())
+		}
+	}
+	if expectWarning != "" && !strings.Contains(l.out.String(), expectWarning) {
+		t.Fatalf("kubelab up did not warn %q:\n%s", expectWarning, l.out.String())
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(l.dataDir, "kubeconfig"))
 	if err != nil {
