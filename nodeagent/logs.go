@@ -206,32 +206,59 @@ func streamLog(ctx context.Context, w io.Writer, path string, o LogOptions, stil
 		return err
 	}
 	var partial string
+	// emit writes the complete lines of b (after what was left over).
+	emit := func(b []byte) (bool, error) {
+		lines := strings.Split(partial+string(b), "\n")
+		partial = lines[len(lines)-1]
+		var rs []logRecord
+		for _, l := range lines[:len(lines)-1] {
+			if r, ok := parseLogLine(l); ok {
+				rs = append(rs, r)
+			}
+		}
+		if len(rs) == 0 {
+			return false, nil
+		}
+		oo := o
+		oo.TailLines = nil
+		return write(formatLog(rs, oo))
+	}
+	// following is the file read so far; when path names another file,
+	// the writer rotated it to path.1, whose unread tail comes first.
+	var following os.FileInfo
+	if f, err := os.Open(path); err == nil {
+		following, _ = f.Stat()
+		f.Close()
+	}
 	for {
 		f, err := os.Open(path)
 		if err == nil {
 			st, _ := f.Stat()
-			if st != nil && st.Size() < off { // rotated
-				off = 0
+			if st != nil && following != nil && !os.SameFile(st, following) {
+				if old, err := os.Open(path + ".1"); err == nil {
+					if ost, _ := old.Stat(); ost != nil && os.SameFile(ost, following) {
+						if _, err := old.Seek(off, io.SeekStart); err == nil {
+							b, _ := io.ReadAll(old)
+							if stop, err := emit(b); err != nil || stop {
+								old.Close()
+								f.Close()
+								return err
+							}
+						}
+					}
+					old.Close()
+				}
+				off, partial = 0, ""
+			}
+			if st != nil {
+				following = st
 			}
 			if _, err := f.Seek(off, io.SeekStart); err == nil {
 				b, _ := io.ReadAll(f)
 				off += int64(len(b))
-				data := partial + string(b)
-				lines := strings.Split(data, "\n")
-				partial = lines[len(lines)-1]
-				var rs []logRecord
-				for _, l := range lines[:len(lines)-1] {
-					if r, ok := parseLogLine(l); ok {
-						rs = append(rs, r)
-					}
-				}
-				if len(rs) > 0 {
-					oo := o
-					oo.TailLines = nil
-					if stop, err := write(formatLog(rs, oo)); err != nil || stop {
-						f.Close()
-						return err
-					}
+				if stop, err := emit(b); err != nil || stop {
+					f.Close()
+					return err
 				}
 			}
 			f.Close()
