@@ -21,6 +21,8 @@ type metrics struct {
 	total    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
+	inqueue  *prometheus.GaugeVec
+	rejected *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -33,7 +35,13 @@ func newMetrics() *metrics {
 		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 	}, []string{"verb", "group", "resource", "subresource"})
 	m.inflight = prometheus.NewGauge(prometheus.GaugeOpts{Name: "apiserver_current_inflight_requests", Help: "Requests being served."})
-	m.reg.MustRegister(m.total, m.duration, m.inflight, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.inqueue = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "apiserver_current_inqueue_requests", Help: "Requests waiting for a seat, by kind (mutating, readOnly).",
+	}, []string{"request_kind"})
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "apiserver_dropped_requests_total", Help: "Requests answered 429 after waiting too long for a seat, by kind.",
+	}, []string{"request_kind"})
+	m.reg.MustRegister(m.total, m.duration, m.inflight, m.inqueue, m.rejected, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -76,7 +84,6 @@ func setVerb(r *http.Request, verb string) {
 
 func (m *metrics) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		growStack(len(r.URL.Path))
 		start := time.Now()
 		st := &reqState{labels: reqLabels{verb: r.Method}}
 		l := &st.labels

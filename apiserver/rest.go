@@ -155,6 +155,11 @@ func (s *Server) serveGroupVersion(w http.ResponseWriter, r *http.Request, group
 	if !s.authorizeRequest(w, r, q) {
 		return
 	}
+	release, ok := s.inflight.admit(w, r, q)
+	if !ok {
+		return
+	}
+	defer release()
 	query := r.URL.Query()
 	switch {
 	case q.name == "":

@@ -54,6 +54,17 @@ type Config struct {
 	// BookmarkInterval is how often watches that allow bookmarks get one
 	// (default 10s).
 	BookmarkInterval time.Duration
+	// MaxMutatingInflight is how many mutating resource requests (create,
+	// update, patch, delete) are served at once (default 64; negative: no
+	// limit). Further ones wait for a seat, see InflightQueueWait.
+	MaxMutatingInflight int
+	// MaxReadonlyInflight is the same for get and list (default 128;
+	// negative: no limit). Watches and other long-running requests take no
+	// seat.
+	MaxReadonlyInflight int
+	// InflightQueueWait is how long a request waits for a seat before it
+	// is answered 429 TooManyRequests with Retry-After (default 30s).
+	InflightQueueWait time.Duration
 	// KubeconfigServer is the server URL written into DataDir/kubeconfig
 	// (default https://<first listen address>, a wildcard becoming 127.0.0.1).
 	KubeconfigServer string
@@ -73,6 +84,8 @@ type Server struct {
 	loopToken    string
 	kubeURL      string
 	metrics      *metrics
+	workers      *workers
+	inflight     *inflight
 	kubelet      *kubeletDialer
 	svcTransport *http.Transport
 	nsc          *nsCache
@@ -103,6 +116,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.BookmarkInterval <= 0 {
 		cfg.BookmarkInterval = 10 * time.Second
+	}
+	if cfg.MaxMutatingInflight == 0 {
+		cfg.MaxMutatingInflight = defaultMaxMutatingInflight
+	}
+	if cfg.MaxReadonlyInflight == 0 {
+		cfg.MaxReadonlyInflight = defaultMaxReadonlyInflight
+	}
+	if cfg.InflightQueueWait <= 0 {
+		cfg.InflightQueueWait = defaultInflightQueueWait
 	}
 	s := &Server{cfg: cfg, ready: make(chan struct{}), started: time.Now(), nsc: newNSCache()}
 	s.valOpts = validation.DefaultOptions()
@@ -161,6 +183,7 @@ func New(cfg Config) (*Server, error) {
 		s.store, s.ownStore = db, true
 	}
 	s.metrics = newMetrics()
+	s.inflight = newInflight(cfg, s.metrics)
 	s.kubelet = newKubeletDialer(s.pki)
 	s.svcTransport = newServiceTransport()
 	r, err := s.routes()
@@ -168,7 +191,8 @@ func New(cfg Config) (*Server, error) {
 		s.closeListeners()
 		return nil, err
 	}
-	s.handler = s.metrics.wrap(s.authenticate(s.resourceFastPath(r)))
+	s.workers = newWorkers()
+	s.handler = s.workers.wrap(s.metrics.wrap(s.authenticate(s.resourceFastPath(r))))
 	return s, nil
 }
 
@@ -275,6 +299,7 @@ func (s *Server) Run(ctx context.Context) error {
 	shCtx, shCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer shCancel()
 	_ = hs.Shutdown(shCtx)
+	s.workers.stop()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
