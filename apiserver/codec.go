@@ -143,7 +143,7 @@ func decodeBody(r *http.Request, body []byte, gvk schema.GroupVersionKind, into 
 // nothing (Ignore); any other error is a 400.
 func strictOutcome(r *http.Request, gvk schema.GroupVersionKind, err error) ([]string, error) {
 	if sde, ok := runtime.AsStrictDecodingError(err); ok {
-		switch r.URL.Query().Get("fieldValidation") {
+		switch queryOf(r).Get("fieldValidation") {
 		case "Strict":
 			return nil, apierrors.NewBadRequest(fmt.Sprintf("%s in version %q cannot be handled as a %s: %v", gvk.Kind, gvk.Version, gvk.Kind, err))
 		case "Ignore":
@@ -189,6 +189,11 @@ type accept struct {
 // parameters: a Table is served when one entry asks for as=Table in
 // meta.k8s.io; YAML or protobuf only when they come first.
 func parseAccept(r *http.Request) accept {
+	switch r.Header.Get("Accept") {
+	case "", mediaJSON, "application/json, */*", "*/*":
+		// client-go's and curl's: plain JSON, nothing to parse.
+		return accept{includeObject: metav1.IncludeMetadata}
+	}
 	var a accept
 	first := true
 	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
@@ -220,7 +225,7 @@ func parseAccept(r *http.Request) accept {
 			first = false
 		}
 	}
-	switch metav1.IncludeObjectPolicy(r.URL.Query().Get("includeObject")) {
+	switch metav1.IncludeObjectPolicy(queryOf(r).Get("includeObject")) {
 	case metav1.IncludeNone:
 		a.includeObject = metav1.IncludeNone
 	case metav1.IncludeObject:

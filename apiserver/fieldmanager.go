@@ -93,7 +93,7 @@ func writeInfoFrom(ctx context.Context) writeInfo {
 // managerFor is the request's field manager: ?fieldManager=, else the
 // user agent's product name, as kube-apiserver.
 func managerFor(r *http.Request) string {
-	if m := r.URL.Query().Get("fieldManager"); m != "" {
+	if m := queryOf(r).Get("fieldManager"); m != "" {
 		return m
 	}
 	ua := strings.Split(r.UserAgent(), "/")[0]

@@ -49,7 +49,7 @@ func longRunning(r *http.Request, q request) bool {
 		return true
 	}
 	if r.Method == http.MethodGet {
-		if w := r.URL.Query().Get("watch"); w == "true" || w == "1" {
+		if w := queryOf(r).Get("watch"); w == "true" || w == "1" {
 			return true
 		}
 	}

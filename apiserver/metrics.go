@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -61,6 +62,24 @@ type reqState struct {
 	labels reqLabels
 	user   User
 	authed bool
+	// query is the parsed query string (see queryOf).
+	query url.Values
+}
+
+// queryOf is the request's query, parsed once per request (nil when there
+// is none). Callers must not modify it.
+func queryOf(r *http.Request) url.Values {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	st := stateFrom(r.Context())
+	if st == nil {
+		return r.URL.Query()
+	}
+	if st.query == nil {
+		st.query = r.URL.Query()
+	}
+	return st.query
 }
 
 type stateKey struct{}

@@ -160,7 +160,7 @@ func (s *Server) serveGroupVersion(w http.ResponseWriter, r *http.Request, group
 		return
 	}
 	defer release()
-	query := r.URL.Query()
+	query := queryOf(r)
 	switch {
 	case q.name == "":
 		switch r.Method {
@@ -198,7 +198,7 @@ func (s *Server) serveGroupVersion(w http.ResponseWriter, r *http.Request, group
 }
 
 func dryRun(r *http.Request) bool {
-	for _, v := range r.URL.Query()["dryRun"] {
+	for _, v := range queryOf(r)["dryRun"] {
 		if v == "All" {
 			return true
 		}
@@ -387,13 +387,42 @@ func randomSuffix() string {
 	return string(b)
 }
 
-func hasField(obj runtime.Object, name string) bool {
-	v := reflect.ValueOf(obj)
-	return v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct && v.Elem().FieldByName(name).IsValid()
+type fieldKey struct {
+	t    reflect.Type
+	name string
 }
 
+// fieldIndexes caches, per object type and field name, the field's index
+// ([]int(nil) when there is none): looking a field up by name walks the
+// struct's fields every time.
+var fieldIndexes sync.Map
+
+func fieldIndex(obj runtime.Object, name string) ([]int, bool) {
+	t := reflect.TypeOf(obj)
+	k := fieldKey{t, name}
+	if v, ok := fieldIndexes.Load(k); ok {
+		idx := v.([]int)
+		return idx, idx != nil
+	}
+	var idx []int
+	if t != nil && t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		if f, ok := t.Elem().FieldByName(name); ok {
+			idx = f.Index
+		}
+	}
+	fieldIndexes.Store(k, idx)
+	return idx, idx != nil
+}
+
+func hasField(obj runtime.Object, name string) bool {
+	_, ok := fieldIndex(obj, name)
+	return ok
+}
+
+// getField is obj's field name, which must exist (see hasField).
 func getField(obj runtime.Object, name string) reflect.Value {
-	return reflect.ValueOf(obj).Elem().FieldByName(name)
+	idx, _ := fieldIndex(obj, name)
+	return reflect.ValueOf(obj).Elem().FieldByIndex(idx)
 }
 
 // copyField sets dst.name = src.name (same types).
