@@ -189,10 +189,13 @@ type accept struct {
 // parameters: a Table is served when one entry asks for as=Table in
 // meta.k8s.io; YAML or protobuf only when they come first.
 func parseAccept(r *http.Request) accept {
+	// client-go's usual values (protobuf for built-in kinds by default,
+	// else JSON) and curl's need no parsing.
 	switch r.Header.Get("Accept") {
 	case "", mediaJSON, "application/json, */*", "*/*":
-		// client-go's and curl's: plain JSON, nothing to parse.
 		return accept{includeObject: metav1.IncludeMetadata}
+	case "application/vnd.kubernetes.protobuf,application/json", "application/vnd.kubernetes.protobuf, */*":
+		return accept{protobuf: true, includeObject: metav1.IncludeMetadata}
 	}
 	var a accept
 	first := true
