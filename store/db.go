@@ -49,6 +49,10 @@ type Options struct {
 	WatchBuffer int
 	// MaxBatch caps the writes grouped into one transaction (default 4,096).
 	MaxBatch int
+	// BatchWait bounds how long the committer waits, once writes are
+	// queued, for as many writes as its previous commit grouped (default
+	// 1ms; negative: commit at once). See (*DB).awaitBatch.
+	BatchWait time.Duration
 	// OpenTimeout bounds the wait for the file lock (default 10s).
 	OpenTimeout time.Duration
 	// NoSync skips fsync. Only for tests that do not care about durability.
@@ -80,6 +84,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 4096
 	}
+	if o.BatchWait == 0 {
+		o.BatchWait = time.Millisecond
+	}
 	if o.OpenTimeout <= 0 {
 		o.OpenTimeout = 10 * time.Second
 	}
@@ -104,6 +111,9 @@ type DB struct {
 	spare   []*op
 	closing bool
 	wake    chan struct{}
+	// target is the batch size the committer waits for (the size of its
+	// previous batch); submit wakes it when the queue reaches it.
+	target int
 
 	hub hub
 
@@ -305,10 +315,14 @@ func (d *DB) submit(ctx context.Context, o *op) (*Object, error) {
 		return nil, ErrClosed
 	}
 	d.queue = append(d.queue, o)
+	n := len(d.queue)
+	wake := n == 1 || n >= d.target
 	d.qmu.Unlock()
-	select {
-	case d.wake <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
 	}
 	// Once queued the write will be decided within one commit; waiting for
 	// it (rather than returning on ctx) keeps the outcome unambiguous.
@@ -373,9 +387,44 @@ func (d *DB) commitLoop() {
 	}
 }
 
+// awaitBatch holds a commit back, at most BatchWait, until as many writes
+// are queued as the previous commit grouped. Concurrent writers keep
+// submitting while a commit runs, but not all at once: committing whatever
+// is queued the moment the last commit ends splits them into more, smaller
+// commits, each paying for its fsyncs and wake-ups. Waiting for the
+// previous batch size adapts to the concurrency: a lone writer (previous
+// batch of one) never waits, and a burst that ends costs one wait of at most
+// BatchWait. Writes are still acknowledged only once committed.
+func (d *DB) awaitBatch() {
+	d.qmu.Lock()
+	n, target := len(d.queue), d.target
+	d.qmu.Unlock()
+	if n == 0 || n >= target || d.opts.BatchWait <= 0 {
+		return
+	}
+	timer := time.NewTimer(d.opts.BatchWait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-d.wake:
+		case <-timer.C:
+			return
+		case <-d.quit:
+			return
+		}
+		d.qmu.Lock()
+		n := len(d.queue)
+		d.qmu.Unlock()
+		if n >= target {
+			return
+		}
+	}
+}
+
 // drainOnce takes everything queued (up to MaxBatch), commits it in one
 // transaction, publishes and acknowledges. It reports whether it did work.
 func (d *DB) drainOnce() bool {
+	d.awaitBatch()
 	d.qmu.Lock()
 	batch := d.queue
 	if len(batch) == 0 {
@@ -388,6 +437,9 @@ func (d *DB) drainOnce() bool {
 		d.queue = append(d.spare[:0], rest...)
 	} else {
 		d.queue = d.spare[:0]
+	}
+	if d.opts.BatchWait > 0 {
+		d.target = min(len(batch), d.opts.MaxBatch)
 	}
 	d.qmu.Unlock()
 	d.commitBatch(batch)
