@@ -53,6 +53,17 @@
 // events.k8s.io/v1 Events are stored as core/v1 Events (one object, two
 // versions, as in kube-apiserver).
 //
+// Load: resource requests take a seat among Config.MaxMutatingInflight
+// (writes, default 64) or Config.MaxReadonlyInflight (reads, default 128),
+// as kube-apiserver's max-in-flight filter; watches, logs, exec, attach,
+// port-forward and proxy take none. A request without a seat waits in FIFO
+// order, parked, and gets 429 TooManyRequests with Retry-After: 1 only after
+// Config.InflightQueueWait (30s); apiserver_current_inqueue_requests and
+// apiserver_dropped_requests_total count them. Unlike kube-apiserver,
+// system:masters is not exempt (nearly every kubelab client is one).
+// Handlers run on pooled goroutines (workers.go) so that a request does
+// not grow a fresh stack step by step.
+//
 // services/NAME[:PORT]/proxy/PATH (PORT a name or number, optionally
 // prefixed "http:" or "https:") goes to a random ready address of the
 // Service's Endpoints serving that port, without the caller's credentials.
