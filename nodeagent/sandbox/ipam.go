@@ -113,12 +113,26 @@ type IPAM struct {
 	mu   sync.Mutex
 	path string
 	cidr *net.IPNet
+	// cur is the file's content once read: this agent is its only writer,
+	// so a burst of pods costs one write each, not a read and a parse too.
+	cur *Allocations
 }
 
 // NewIPAM uses the file at path for the pod CIDR cidr.
 func NewIPAM(path string, cidr *net.IPNet) *IPAM { return &IPAM{path: path, cidr: cidr} }
 
 func (m *IPAM) load() (*Allocations, error) {
+	if m.cur != nil {
+		return m.cur, nil
+	}
+	a, err := m.read()
+	if err == nil {
+		m.cur = a
+	}
+	return a, err
+}
+
+func (m *IPAM) read() (*Allocations, error) {
 	var a Allocations
 	b, err := os.ReadFile(m.path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -133,7 +147,14 @@ func (m *IPAM) load() (*Allocations, error) {
 	return &a, nil
 }
 
-func (m *IPAM) save(a *Allocations) error {
+// save writes a; on failure the cached state is dropped, so the next load
+// reads what the file really holds.
+func (m *IPAM) save(a *Allocations) (err error) {
+	defer func() {
+		if err != nil {
+			m.cur = nil
+		}
+	}()
 	b, err := json.Marshal(a)
 	if err != nil {
 		return err
@@ -158,6 +179,7 @@ func (m *IPAM) Allocate(uid string) (net.IP, error) {
 	}
 	ip, err := a.Allocate(m.cidr, uid)
 	if err != nil {
+		m.cur = nil // Allocate may have changed a before failing
 		return nil, err
 	}
 	return ip, m.save(a)

@@ -21,12 +21,14 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/kubelab/kubelab/nodeagent/internal/nlutil"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // NetnsDir is where named namespaces are bind-mounted (as `ip netns` does).
@@ -55,13 +57,26 @@ type Manager struct {
 	// Node is a netlink handle for the node's namespace, where host-side links
 	// live; nil means the caller's own namespace (the agent runs inside it).
 	Node *netlink.Handle
+
+	once sync.Once
+	own  *netlink.Handle
 }
 
+// nl is the node-side handle. Without Node, one socket opened in the
+// caller's namespace on first use serves every request (a socket per
+// request costs five more system calls each time).
 func (m *Manager) nl() *netlink.Handle {
 	if m.Node != nil {
 		return m.Node
 	}
-	return &netlink.Handle{}
+	m.once.Do(func() {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			h = &netlink.Handle{} // a socket per request, as a fallback
+		}
+		m.own = h
+	})
+	return m.own
 }
 
 // Sandbox is one pod's network.
@@ -95,74 +110,82 @@ func (m *Manager) NetnsName(uid string) string { return m.Prefix + hash(uid) }
 // HostLinkName is the node-side veth name of pod uid (15 bytes, IFNAMSIZ-1).
 func HostLinkName(uid string) string { return HostLinkPrefix + hash(uid) }
 
-// Create builds the sandbox of uid with address ip. It is idempotent only in
-// the sense that leftovers of an earlier attempt are removed first.
+// Create builds the sandbox of uid with address ip. Leftovers of an earlier
+// attempt (namespace file, host link) are removed when they are in the way.
+//
+// Every netlink request below takes the kernel's one rtnl lock, shared by
+// every namespace on the host (other nodes' agents included), and a burst of
+// pods queues on it; so the sandbox is built in as few requests as the
+// kernel allows: point-to-point addresses (a local address with its peer)
+// make the kernel add the /32 route to the peer itself, the host link is
+// created up, and loopback is known by its fixed index.
 func (m *Manager) Create(uid string, ip net.IP) (sb *Sandbox, err error) {
 	sb = &Sandbox{UID: uid, Netns: m.NetnsName(uid), HostLink: HostLinkName(uid), IP: ip.To4()}
-	_ = m.Delete(uid)
 	defer func() {
 		if err != nil {
 			_ = m.Delete(uid)
 		}
 	}()
-	ns, err := newNamed(sb.Netns)
+	ns, pod, err := newNamed(sb.Netns)
 	if err != nil {
 		return nil, fmt.Errorf("create netns %s: %w", sb.Netns, err)
 	}
 	defer ns.Close()
+	defer pod.Close()
 	gw := Gateway(m.CIDR)
-	// The peer is born inside the pod's namespace as eth0 (no rename), and
-	// the host side is created up: every netlink request spared counts, as
-	// they all queue on the kernel's one rtnl lock across every namespace.
+	host32 := &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)}
+	pod32 := &net.IPNet{IP: sb.IP, Mask: net.CIDRMask(32, 32)}
+	// The peer is born inside the pod's namespace as eth0 (no rename).
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: sb.HostLink, TxQLen: 1000, Flags: net.FlagUp},
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(int(ns)),
 	}
 	nh := m.nl()
-	if err := nh.LinkAdd(veth); err != nil {
+	if err := nh.LinkAdd(veth); errors.Is(err, syscall.EEXIST) {
+		// A host link left by an earlier attempt: its pair goes with it.
+		if l, lerr := nh.LinkByName(sb.HostLink); lerr == nil {
+			_ = nh.LinkDel(l)
+		}
+		veth.Index = 0
+		err = nh.LinkAdd(veth)
+		if err != nil {
+			return nil, fmt.Errorf("add veth %s: %w", sb.HostLink, err)
+		}
+	} else if err != nil {
 		return nil, fmt.Errorf("add veth %s: %w", sb.HostLink, err)
 	}
-	host, err := nh.LinkByName(sb.HostLink)
-	if err != nil {
-		return nil, err
-	}
-	if err := nh.AddrAdd(host, &netlink.Addr{IPNet: &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)}}); err != nil {
-		return nil, fmt.Errorf("gateway address on %s: %w", sb.HostLink, err)
-	}
-	if err := nh.RouteReplace(&netlink.Route{LinkIndex: host.Attrs().Index, Scope: netlink.SCOPE_LINK,
-		Dst: &net.IPNet{IP: sb.IP, Mask: net.CIDRMask(32, 32)}}); err != nil {
-		return nil, fmt.Errorf("route to pod %s: %w", sb.IP, err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	pl, err := h.LinkByName("eth0")
-	if err != nil {
-		return nil, err
-	}
-	if err := h.AddrAdd(pl, &netlink.Addr{IPNet: &net.IPNet{IP: sb.IP, Mask: net.CIDRMask(32, 32)}}); err != nil {
-		return nil, fmt.Errorf("pod address %s: %w", sb.IP, err)
-	}
-	if err := h.LinkSetUp(pl); err != nil {
-		return nil, err
-	}
-	if lo, err := h.LinkByName("lo"); err == nil {
-		if err := h.LinkSetUp(lo); err != nil {
+	if veth.Index == 0 { // LinkAdd looks the index up, ignoring failure
+		host, err := nh.LinkByName(sb.HostLink)
+		if err != nil {
 			return nil, err
 		}
+		veth.Index = host.Attrs().Index
 	}
-	idx := pl.Attrs().Index
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: idx, Scope: netlink.SCOPE_LINK, Dst: &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)}}); err != nil {
-		return nil, fmt.Errorf("pod route to gateway: %w", err)
+	if err := nh.AddrAdd(veth, &netlink.Addr{IPNet: host32, Peer: pod32}); err != nil {
+		return nil, fmt.Errorf("gateway address on %s: %w", sb.HostLink, err)
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: idx, Gw: gw}); err != nil {
+	pl, err := pod.LinkByName("eth0")
+	if err != nil {
+		return nil, err
+	}
+	if err := pod.AddrAdd(pl, &netlink.Addr{IPNet: pod32, Peer: host32}); err != nil {
+		return nil, fmt.Errorf("pod address %s: %w", sb.IP, err)
+	}
+	if err := pod.LinkSetUp(pl); err != nil {
+		return nil, err
+	}
+	if err := pod.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "lo", Index: loopbackIndex}}); err != nil {
+		return nil, err
+	}
+	if err := pod.RouteAdd(&netlink.Route{LinkIndex: pl.Attrs().Index, Gw: gw}); err != nil {
 		return nil, fmt.Errorf("pod default route: %w", err)
 	}
 	return sb, nil
 }
+
+// loopbackIndex is the ifindex the kernel gives "lo" in every namespace.
+const loopbackIndex = 1
 
 // podSysctls let unprivileged containers bind low ports and ping, as a
 // container runtime allows inside a pod's own namespace.
@@ -176,40 +199,56 @@ var podSysctls = map[string]string{
 	"net/ipv6/conf/default/disable_ipv6": "1",
 }
 
-// newNamed creates a named namespace and sets its sysctls without leaving the
-// calling thread (or any other Go thread) inside it.
-func newNamed(name string) (netns.NsHandle, error) {
+// newNamed creates a named namespace, sets its sysctls and opens a netlink
+// handle inside it, without leaving the calling thread (or any other Go
+// thread) inside it. A file of the same name left by an earlier attempt is
+// removed first.
+func newNamed(name string) (netns.NsHandle, *netlink.Handle, error) {
+	if _, err := os.Lstat(filepath.Join(NetnsDir, name)); err == nil {
+		if err := removeNamed(name); err != nil {
+			return netns.None(), nil, err
+		}
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
-		return netns.None(), err
+		return netns.None(), nil, err
 	}
 	defer orig.Close()
 	ns, err := netns.NewNamed(name)
 	var serr error
+	var h *netlink.Handle
 	if err == nil {
 		for k, v := range podSysctls {
 			if werr := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); werr != nil && serr == nil {
 				serr = fmt.Errorf("sysctl %s: %w", k, werr)
 			}
 		}
+		if serr == nil {
+			// Opened here, the socket belongs to the pod's namespace for
+			// good: no second trip into it later.
+			h, serr = netlink.NewHandle(unix.NETLINK_ROUTE)
+		}
 	}
 	if rerr := netns.Set(orig); rerr != nil {
 		// This thread sits in the wrong namespace: never hand it back to Go.
 		runtime.LockOSThread()
-		return netns.None(), fmt.Errorf("return to node namespace: %w", rerr)
+		if h != nil {
+			h.Close()
+		}
+		return netns.None(), nil, fmt.Errorf("return to node namespace: %w", rerr)
 	}
 	if err != nil {
 		// NewNamed may have left the file behind when the bind mount failed.
 		_ = os.Remove(filepath.Join(NetnsDir, name))
-		return netns.None(), err
+		return netns.None(), nil, err
 	}
 	if serr != nil {
 		ns.Close()
-		return netns.None(), serr
+		return netns.None(), nil, serr
 	}
-	return ns, nil
+	return ns, h, nil
 }
 
 // Delete removes uid's host link and namespace; missing pieces are fine.

@@ -149,9 +149,29 @@ func TestCreateReplacesLeftovers(t *testing.T) {
 	if _, err := m.Create("uid-x", net.ParseIP("10.244.78.2")); err != nil {
 		t.Fatal(err)
 	}
-	// An agent restarted without cleaning: Create must not fail on the old pieces.
-	if _, err := m.Create("uid-x", net.ParseIP("10.244.78.5")); err != nil {
+	// An agent restarted without cleaning: Create must not fail on the old
+	// pieces (namespace file, host link), and the new sandbox must work.
+	sb, err := m.Create("uid-x", net.ParseIP("10.244.78.5"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	l := listenIn(t, sb.Path(), "10.244.78.5:8080", "pod-x")
+	if got, err := read(l.Addr().String()); err != nil || got != "pod-x" {
+		t.Fatalf("node to the re-created pod: %q, %v", got, err)
+	}
+	// Only the host link left (its namespace file gone, as after a crash
+	// between the two): Create replaces it too.
+	if err := removeNamed(m.NetnsName("uid-y")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create("uid-y", net.ParseIP("10.244.78.6")); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeNamed(m.NetnsName("uid-y")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create("uid-y", net.ParseIP("10.244.78.6")); err != nil {
+		t.Fatalf("create over a left host link: %v", err)
 	}
 }
 
