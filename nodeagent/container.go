@@ -110,6 +110,18 @@ func commandFor(cfg *Config, pod *corev1.Pod, c *corev1.Container, vals map[stri
 	return argv, true
 }
 
+// workloadEnv is the built-in workload's environment: the container's, and
+// one Go scheduler thread unless the container sets GOMAXPROCS itself. The
+// workload answers a request now and then; every extra runtime thread it
+// starts costs page faults and CPU at start, and a burst of pods starts a
+// hundred of them on a small machine.
+func workloadEnv(env []string, vals map[string]string) []string {
+	if _, set := vals["GOMAXPROCS"]; set {
+		return env
+	}
+	return append(env[:len(env):len(env)], "GOMAXPROCS=1")
+}
+
 func (r *containerRun) snapshot() corev1.ContainerStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -240,6 +252,7 @@ func (r *containerRun) runOnce(ctx context.Context) (int, error) {
 	// restarted agent adopts it (or stops it, see adopt.go).
 	attr := &syscall.SysProcAttr{Setpgid: true}
 	if builtin {
+		cmd.Env = workloadEnv(env, vals)
 		// The workload binds its ports as root, then drops to the user itself.
 		cmd.Args = append(cmd.Args, "--uid", strconv.FormatInt(uid, 10))
 		if uid == 0 {

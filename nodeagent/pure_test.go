@@ -261,3 +261,26 @@ func TestNodeStatus(t *testing.T) {
 		t.Errorf("ready %v", ready)
 	}
 }
+
+func TestWorkloadEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		vals map[string]string
+		want []string
+	}{
+		{"one scheduler thread by default", []string{"PATH=/bin", "A=1"}, map[string]string{"PATH": "/bin", "A": "1"},
+			[]string{"PATH=/bin", "A=1", "GOMAXPROCS=1"}},
+		{"the container's own setting wins", []string{"GOMAXPROCS=4"}, map[string]string{"GOMAXPROCS": "4"},
+			[]string{"GOMAXPROCS=4"}},
+	} {
+		env := append(make([]string, 0, 8), tc.env...)
+		got := workloadEnv(env, tc.vals)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+		if !reflect.DeepEqual(env, tc.env) || (len(env) < cap(env) && env[:len(env)+1][len(env)] != "") {
+			t.Errorf("%s: the container's environment was changed: %v", tc.name, env[:cap(env)])
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -37,6 +38,12 @@ func newKubeletServer(cfg *Config, cr credentials, pm *podManager, proxyHandler 
 	mux.HandleFunc("/exec/{ns}/{pod}/{container}", h.exec)
 	mux.HandleFunc("/portForward/{ns}/{pod}", h.portForward)
 	mux.HandleFunc("/portForward/{ns}/{pod}/{uid}", h.portForward)
+	// Profiling, as the kubelet's enableProfilingHandler: behind the same
+	// client-certificate check as everything else.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	if proxyHandler != nil {
 		mux.Handle("/kubelab/", proxyHandler)
 	}
