@@ -165,30 +165,50 @@ func formatLog(recs []logRecord, o LogOptions) []byte {
 	return b.Bytes()
 }
 
-func readRecords(path string) ([]logRecord, int64) {
+func readRecords(path string) ([]logRecord, os.FileInfo, int64) {
 	var recs []logRecord
-	for _, p := range []string{path + ".1", path} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
+	parse := func(b []byte) {
 		for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
 			if r, ok := parseLogLine(l); ok {
 				recs = append(recs, r)
 			}
 		}
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return recs, 0
+	// The current file is opened first and read through that descriptor:
+	// the writer may rotate or append at any moment, and a follower must go
+	// on from exactly what was read, in exactly that file.
+	cur, err := os.Open(path)
+	var st os.FileInfo
+	if err == nil {
+		defer cur.Close()
+		st, _ = cur.Stat()
 	}
-	return recs, st.Size()
+	if old, err := os.Open(path + ".1"); err == nil {
+		// Skipped when it is the file just opened, rotated meanwhile.
+		if ost, _ := old.Stat(); st == nil || ost == nil || !os.SameFile(ost, st) {
+			b, _ := io.ReadAll(old)
+			parse(b)
+		}
+		old.Close()
+	}
+	if cur == nil {
+		return recs, nil, 0
+	}
+	b, _ := io.ReadAll(cur)
+	// A line still being written is left for the follower to read whole.
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	} else {
+		b = nil
+	}
+	parse(b)
+	return recs, st, int64(len(b))
 }
 
 // streamLog writes a log file to w and, when following, keeps writing new
 // lines until ctx ends or stillRunning says the instance has ended.
 func streamLog(ctx context.Context, w io.Writer, path string, o LogOptions, stillRunning func() bool) error {
-	recs, off := readRecords(path)
+	recs, following, off := readRecords(path)
 	out := formatLog(recs, o)
 	var written int64
 	write := func(b []byte) (bool, error) {
@@ -225,11 +245,6 @@ func streamLog(ctx context.Context, w io.Writer, path string, o LogOptions, stil
 	}
 	// following is the file read so far; when path names another file,
 	// the writer rotated it to path.1, whose unread tail comes first.
-	var following os.FileInfo
-	if f, err := os.Open(path); err == nil {
-		following, _ = f.Stat()
-		f.Close()
-	}
 	for {
 		f, err := os.Open(path)
 		if err == nil {

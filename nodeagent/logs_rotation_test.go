@@ -65,7 +65,7 @@ func TestLogRotationIsBounded(t *testing.T) {
 	if strings.Join(names, " ") != "0.log 0.log.1" {
 		t.Fatalf("files %v, want 0.log and 0.log.1", names)
 	}
-	recs, _ := readRecords(logPath(dir, 0))
+	recs, _, _ := readRecords(logPath(dir, 0))
 	got := seqs(t, string(formatLog(recs, LogOptions{})))
 	if got[len(got)-1] != n-1 {
 		t.Errorf("last line %d, want %d", got[len(got)-1], n-1)
