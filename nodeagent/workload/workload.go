@@ -12,14 +12,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -148,9 +146,9 @@ func Run(ctx context.Context, cfg Config) error {
 			if err != nil {
 				return fmt.Errorf("listen tcp %d: %w", p.Number, err)
 			}
-			srv := &http.Server{Handler: handler(cfg, lg), ReadHeaderTimeout: 10 * time.Second}
-			closers = append(closers, srv)
-			serve = append(serve, func() { _ = srv.Serve(l) })
+			closers = append(closers, l)
+			page := Page(cfg.Pod, cfg.Node)
+			serve = append(serve, func() { serveHTTP(l, page, lg) })
 		}
 	}
 	if cfg.UID >= 0 && os.Getuid() == 0 {
@@ -202,15 +200,6 @@ func (l *logger) printf(format string, a ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.w, format+"\n", a...)
-}
-
-func handler(cfg Config, lg *logger) http.Handler {
-	page := Page(cfg.Pod, cfg.Node)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		lg.printf("%s %s %s %s", r.RemoteAddr, r.Method, r.URL.RequestURI(), r.UserAgent())
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, page)
-	})
 }
 
 func tcpEcho(l net.Listener, lg *logger) {
