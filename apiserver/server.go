@@ -86,6 +86,7 @@ type Server struct {
 	metrics      *metrics
 	workers      *workers
 	inflight     *inflight
+	wcache       *watchCache
 	kubelet      *kubeletDialer
 	svcTransport *http.Transport
 	nsc          *nsCache
@@ -184,6 +185,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics()
 	s.inflight = newInflight(cfg, s.metrics)
+	s.wcache = newWatchCache()
 	s.kubelet = newKubeletDialer(s.pki)
 	s.svcTransport = newServiceTransport()
 	r, err := s.routes()

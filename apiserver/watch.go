@@ -44,15 +44,26 @@ var rawProto = protobuf.NewRawSerializer(scheme.Scheme, scheme.Scheme)
 
 func (e *eventWriter) flush() { e.flusher.Flush() }
 
-// sendProto writes one length-prefixed protobuf WatchEvent.
-func (e *eventWriter) sendProto(typ string, obj runtime.Object) error {
-	var inner bytes.Buffer
-	if err := protoSer.Encode(obj, &inner); err != nil {
-		return err
+// sendProto writes one length-prefixed protobuf WatchEvent; shared, when
+// set, holds obj's encoding.
+func (e *eventWriter) sendProto(typ string, obj runtime.Object, shared *watchObj) error {
+	var raw []byte
+	if shared != nil {
+		b, err := shared.protoBytes()
+		if err != nil {
+			return err
+		}
+		raw = b
+	} else {
+		var inner bytes.Buffer
+		if err := protoSer.Encode(obj, &inner); err != nil {
+			return err
+		}
+		raw = inner.Bytes()
 	}
 	var buf bytes.Buffer
 	buf.Write([]byte{0, 0, 0, 0})
-	ev := &metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: inner.Bytes()}}
+	ev := &metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: raw}}
 	if err := rawProto.Encode(ev, &buf); err != nil {
 		return err
 	}
@@ -63,8 +74,29 @@ func (e *eventWriter) sendProto(typ string, obj runtime.Object) error {
 }
 
 func (e *eventWriter) send(typ string, obj runtime.Object) error {
+	return e.sendShared(typ, obj, nil)
+}
+
+// sendShared sends an event whose object comes from the watch cache
+// (shared, when not nil, is its entry): the object's encoding is then
+// made once for all watchers.
+func (e *eventWriter) sendShared(typ string, obj runtime.Object, shared *watchObj) error {
 	if e.protobuf {
-		return e.sendProto(typ, obj)
+		return e.sendProto(typ, obj, shared)
+	}
+	if shared != nil && !e.table && !e.partial {
+		b, err := shared.jsonBytes()
+		if err != nil {
+			return err
+		}
+		out := make([]byte, 0, len(b)+len(typ)+24)
+		out = append(out, `{"type":"`...)
+		out = append(out, typ...)
+		out = append(out, `","object":`...)
+		out = append(out, b...)
+		out = append(out, '}', '\n')
+		_, err = e.w.Write(out)
+		return err
 	}
 	if e.table && (typ == "ADDED" || typ == "MODIFIED" || typ == "DELETED") {
 		t, err := printers.ToTable(obj, printers.Options{IncludeObject: e.include, NoHeaders: e.sentColumns})
@@ -208,14 +240,14 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, q request) 
 				}
 				return
 			}
-			typ, obj := s.translate(q, sel, ev)
+			typ, obj, shared := s.translate(q, sel, ev)
 			if typ == "" || (typ == "BOOKMARK" && !bookmarks) {
 				if len(watcher.Events()) == 0 {
 					ew.flush()
 				}
 				continue
 			}
-			if ew.send(typ, obj) != nil {
+			if ew.sendShared(typ, obj, shared) != nil {
 				return
 			}
 			// A burst of events (a hundred pods created) goes out in as
@@ -238,37 +270,39 @@ func (s *Server) bookmark(q request, rev int64) runtime.Object {
 	return obj
 }
 
-// translate maps a store event to the watch event this watcher sees.
-func (s *Server) translate(q request, sel selector, ev store.Event) (string, runtime.Object) {
+// translate maps a store event to the watch event this watcher sees; the
+// object comes from the watch cache (shared is its entry) and must not be
+// modified.
+func (s *Server) translate(q request, sel selector, ev store.Event) (typ string, obj runtime.Object, shared *watchObj) {
 	switch ev.Type {
 	case store.Progress:
-		return "BOOKMARK", s.bookmark(q, ev.Revision)
+		return "BOOKMARK", s.bookmark(q, ev.Revision), nil
 	case store.Added, store.Deleted:
-		obj, err := s.decode(q.res, ev.Object)
-		if err != nil || !sel.matches(obj) {
-			return "", nil
+		w, err := s.watchObject(q.res, ev.Object)
+		if err != nil || !sel.matches(w.obj) {
+			return "", nil, nil
 		}
-		return string(ev.Type), obj
+		return string(ev.Type), w.obj, w
 	case store.Modified:
-		obj, err := s.decode(q.res, ev.Object)
+		w, err := s.watchObject(q.res, ev.Object)
 		if err != nil {
-			return "", nil
+			return "", nil, nil
 		}
-		now := sel.matches(obj)
+		now := sel.matches(w.obj)
 		before := true
 		if !sel.empty() && ev.Prev != nil {
-			if prev, err := s.decode(q.res, ev.Prev); err == nil {
-				before = sel.matches(prev)
+			if prev, err := s.watchObject(q.res, ev.Prev); err == nil {
+				before = sel.matches(prev.obj)
 			}
 		}
 		switch {
 		case now && before:
-			return "MODIFIED", obj
+			return "MODIFIED", w.obj, w
 		case now:
-			return "ADDED", obj
+			return "ADDED", w.obj, w
 		case before:
-			return "DELETED", obj
+			return "DELETED", w.obj, w
 		}
 	}
-	return "", nil
+	return "", nil, nil
 }
