@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -146,9 +148,9 @@ func Run(ctx context.Context, cfg Config) error {
 			if err != nil {
 				return fmt.Errorf("listen tcp %d: %w", p.Number, err)
 			}
-			closers = append(closers, l)
-			page := Page(cfg.Pod, cfg.Node)
-			serve = append(serve, func() { serveHTTP(l, page, lg) })
+			srv := &http.Server{Handler: handler(cfg, lg), ReadHeaderTimeout: 10 * time.Second}
+			closers = append(closers, srv)
+			serve = append(serve, func() { _ = srv.Serve(l) })
 		}
 	}
 	if cfg.UID >= 0 && os.Getuid() == 0 {
@@ -200,6 +202,15 @@ func (l *logger) printf(format string, a ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.w, format+"\n", a...)
+}
+
+func handler(cfg Config, lg *logger) http.Handler {
+	page := Page(cfg.Pod, cfg.Node)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lg.printf("%s %s %s %s", r.RemoteAddr, r.Method, r.URL.RequestURI(), r.UserAgent())
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, page)
+	})
 }
 
 func tcpEcho(l net.Listener, lg *logger) {
