@@ -13,9 +13,10 @@ all: build
 
 # build: kubelab, and beside it the small kubelab-workload that the agent
 # prefers for built-in containers (kubelab alone works too, slower to start
-# each container).
+# each container). Both are static (no cgo): no dynamic loader or libc
+# start-up per process, which a burst of container starts feels.
 build:
-	$(GO) build -o bin/ ./cmd/kubelab ./cmd/kubelab-workload
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/kubelab ./cmd/kubelab-workload
 
 # deps installs the missing host tools (Debian/Ubuntu, apt-get) and says which.
 deps:

@@ -77,7 +77,7 @@ func startControlPlane(ctx context.Context, cfg controlPlaneConfig) (*controlPla
 		return nil, ctx.Err()
 	}
 	cp.loopback = srv.LoopbackConfig()
-	client, err := kubernetes.NewForConfig(cp.loopback)
+	client, err := kubernetes.NewForConfig(controller.ClientConfig(cp.loopback))
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,5 @@
 // Package kubelabtest gives end-to-end tests the kubelab executables, built
-// the way `make build` builds them, once per test process.
+// the way `make build` builds them (static), once per test process.
 package kubelabtest
 
 import (
@@ -35,8 +35,10 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "kubelab")
-		out, err := exec.Command("go", "build", "-o", dir+"/",
-			"github.com/kubelab/kubelab/cmd/kubelab", "github.com/kubelab/kubelab/cmd/kubelab-workload").CombinedOutput()
+		build := exec.Command("go", "build", "-o", dir+"/",
+			"github.com/kubelab/kubelab/cmd/kubelab", "github.com/kubelab/kubelab/cmd/kubelab-workload")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build`
+		out, err := build.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
