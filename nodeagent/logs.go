@@ -246,6 +246,9 @@ func streamLog(ctx context.Context, w io.Writer, path string, o LogOptions, stil
 	// following is the file read so far; when path names another file,
 	// the writer rotated it to path.1, whose unread tail comes first.
 	for {
+		// Asked before reading: once the instance has ended, this pass
+		// reads what it wrote last, and then the stream ends.
+		running := stillRunning()
 		f, err := os.Open(path)
 		if err == nil {
 			st, _ := f.Stat()
@@ -278,7 +281,7 @@ func streamLog(ctx context.Context, w io.Writer, path string, o LogOptions, stil
 			}
 			f.Close()
 		}
-		if !stillRunning() {
+		if !running {
 			return nil
 		}
 		select {
