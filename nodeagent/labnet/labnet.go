@@ -19,13 +19,15 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/kubelab/kubelab/nodeagent/internal/nlutil"
 	"github.com/vishvananda/netns"
+
+	"github.com/kubelab/kubelab/nodeagent/internal/netnsdir"
+	"github.com/kubelab/kubelab/nodeagent/internal/nlutil"
 )
 
 // netnsDir is where `ip netns` keeps named namespaces; using it keeps our
 // namespaces visible to `ip netns list` and `ip netns exec`.
-const netnsDir = "/var/run/netns"
+const netnsDir = netnsdir.Path
 
 // MaxNameLen keeps "<name>-n<99>" within Linux's 15-byte interface names.
 const MaxNameLen = 10
@@ -228,6 +230,9 @@ func ensureNode(c Config, br netlink.Link, i int) error {
 func ensureNamespace(name string) (netns.NsHandle, error) {
 	if h, err := netns.GetFromName(name); err == nil {
 		return h, nil
+	}
+	if err := netnsdir.Prepare(); err != nil {
+		return 0, err
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

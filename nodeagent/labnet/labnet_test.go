@@ -143,6 +143,32 @@ func TestUpReachesBridgeAndDownRemovesEverything(t *testing.T) {
 	}
 }
 
+// `ip netns add` run while a lab is up (another tool, or another test on the
+// same host) must not leave the lab's namespaces impossible to remove. It
+// stacked a copy of /run/netns over the lab's mounts when the directory was
+// not yet a mount point, and Down then failed with EBUSY.
+func TestDownAfterIPNetnsAdd(t *testing.T) {
+	requireRoot(t)
+	c := testConfig(t)
+	if err := Up(c, 2); err != nil {
+		t.Fatal(err)
+	}
+	other := c.Name + "x-other" // outside the lab's prefix, removed by this test
+	if out, err := exec.Command("ip", "netns", "add", other).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", other).Run() })
+	if err := Down(c); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if left, _ := Namespaces(c.Name); len(left) != 0 {
+		t.Errorf("namespaces left after Down: %v", left)
+	}
+	if out, err := exec.Command("ip", "netns", "del", other).CombinedOutput(); err != nil {
+		t.Errorf("ip netns del: %v: %s", err, out)
+	}
+}
+
 // A namespace file that is not a mount point (its mount lived in a crashed
 // agent's private mount namespace) must not stop Down.
 func TestDownRemovesUnmountedNamespaceFile(t *testing.T) {

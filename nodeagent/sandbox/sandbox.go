@@ -25,14 +25,15 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
-
-	"github.com/kubelab/kubelab/nodeagent/internal/nlutil"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/kubelab/kubelab/nodeagent/internal/netnsdir"
+	"github.com/kubelab/kubelab/nodeagent/internal/nlutil"
 )
 
 // NetnsDir is where named namespaces are bind-mounted (as `ip netns` does).
-const NetnsDir = "/var/run/netns"
+const NetnsDir = netnsdir.Path
 
 // HostLinkPrefix starts every host-side pod veth name ("kl-" + 12 hex digits).
 const HostLinkPrefix = "kl-"
@@ -209,6 +210,9 @@ func newNamed(name string) (netns.NsHandle, *netlink.Handle, error) {
 			return netns.None(), nil, err
 		}
 	}
+	if err := netnsdir.Prepare(); err != nil {
+		return netns.None(), nil, err
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -322,7 +326,7 @@ func (m *Manager) Adopt(uid string, ip net.IP, pid int) (*Sandbox, error) {
 	var have syscall.Stat_t
 	if err := syscall.Stat(p, &have); err != nil || have.Ino != want.Ino || have.Dev != want.Dev {
 		_ = syscall.Unmount(p, syscall.MNT_DETACH)
-		if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
+		if err := netnsdir.Prepare(); err != nil {
 			return nil, err
 		}
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o444)
