@@ -355,7 +355,8 @@ func waitPodIP(t *testing.T, c kubernetes.Interface, name string) string {
 // BenchmarkIdleAgentRSS starts one `kubelab agent` (the real binary, as a
 // lab runs it) against a real API server, lets it settle idle (registered,
 // lease renewing, no pods) and reports its RSS, how much of that is
-// file-backed (the binary's pages) and its PSS.
+// file-backed (the binary's pages) and its PSS; then, per mapping, where the
+// resident pages are and how many minor faults mapped them.
 func BenchmarkIdleAgentRSS(b *testing.B) {
 	if !testns.Isolated() {
 		b.Skip("needs root and a private namespace")
@@ -425,6 +426,58 @@ func BenchmarkIdleAgentRSS(b *testing.B) {
 			b.ReportMetric(float64(kb)/1024, "MB-rss-file")
 		}
 	}
+	reportMappings(b, cmd.Process.Pid, bin)
 	for i := 0; i < b.N; i++ {
+	}
+}
+
+// reportMappings adds where the resident pages are: the executable's text
+// (r-x), read-only data (r--: rodata, pclntab, type links) and writable data
+// (rw-, file-backed), and the anonymous rest (heap arenas, runtime
+// metadata, stacks), from /proc/PID/smaps; and the process's minor page
+// faults, each of which mapped one more piece of the executable or memory.
+func reportMappings(b *testing.B, pid int, bin string) {
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	exe, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kb := map[string]int{}
+	var class string
+	for _, l := range strings.Split(string(smaps), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			// A mapping's header: range perms offset dev inode [path].
+			switch {
+			case len(f) >= 6 && f[5] == exe && f[1] == "r-xp":
+				class = "text"
+			case len(f) >= 6 && f[5] == exe && f[1] == "r--p":
+				class = "rodata"
+			case len(f) >= 6 && f[5] == exe:
+				class = "data"
+			default:
+				class = "anon"
+			}
+		case len(f) >= 2 && f[0] == "Rss:":
+			n, _ := strconv.Atoi(f[1])
+			kb[class] += n
+		}
+	}
+	for _, c := range []string{"text", "rodata", "data", "anon"} {
+		b.ReportMetric(float64(kb[c])/1024, "MB-"+c)
+	}
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// Fields after the command name, which is in parentheses: minflt is
+		// the 10th field of the line, the 8th after ")".
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+			if f := strings.Fields(string(stat)[i+1:]); len(f) > 7 {
+				n, _ := strconv.Atoi(f[7])
+				b.ReportMetric(float64(n), "minflt")
+			}
+		}
 	}
 }
