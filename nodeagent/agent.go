@@ -39,7 +39,7 @@ var (
 )
 
 func init() {
-	metrics.MustRegister(sandboxSeconds, runningPods, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	metrics.MustRegister(sandboxSeconds, runningPods)
 }
 
 // Run is one node: join, register, keep the Lease, route to other nodes' pod

@@ -138,8 +138,15 @@ func TestKubeletAPILogsAndAuth(t *testing.T) {
 	if code, body := get(t, cfg, "/kubelab/services"); code != 200 || body != "proxy handler" {
 		t.Fatalf("proxy mount: %d %s", code, body)
 	}
-	if code, body := get(t, cfg, "/metrics"); code != 200 || !strings.Contains(body, "kubelab_agent_sandbox_create_seconds") {
-		t.Fatalf("metrics: %d", code)
+	// The agent's own metrics and, built on this first scrape, the Go
+	// runtime's and the process's.
+	for i := 0; i < 2; i++ {
+		code, body := get(t, cfg, "/metrics")
+		for _, want := range []string{"kubelab_agent_sandbox_create_seconds", "go_goroutines", "process_cpu_seconds_total"} {
+			if code != 200 || !strings.Contains(body, want) {
+				t.Fatalf("metrics scrape %d: %d, no %s", i+1, code, want)
+			}
+		}
 	}
 	// Follow: the open stream delivers lines written later.
 	tr, _ := rest.TransportFor(cfg)

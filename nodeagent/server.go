@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -33,7 +34,7 @@ func newKubeletServer(cfg *Config, cr credentials, pm *podManager, proxyHandler 
 	mux := http.NewServeMux()
 	h := &kubeletAPI{cfg: cfg, pm: pm}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{metrics, &runtimeMetrics}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", h.logs)
 	mux.HandleFunc("/exec/{ns}/{pod}/{container}", h.exec)
 	mux.HandleFunc("/portForward/{ns}/{pod}", h.portForward)
