@@ -117,6 +117,9 @@ type DB struct {
 
 	hub hub
 
+	// arena is the committer's scratch space for the current commit.
+	arena commitArena
+
 	// publishHook, when set (by benchmarks, before any write), sees each
 	// durable batch just before the watchers do.
 	publishHook func([]Event)
@@ -513,9 +516,11 @@ func (d *DB) applyAll(tx *bolt.Tx, batch []*op, now int64) (int64, error) {
 	hist.FillPercent = 1 // append-only keys: pack pages full
 	rev := parseRevKey(meta.Get(metaRev))
 	start := rev
+	a := &d.arena
+	a.reset()
 	for _, o := range batch {
 		o.obj, o.ev, o.err = nil, nil, nil
-		kb := []byte(o.key)
+		kb := a.str(o.key)
 		var cur *Object
 		if v := kv.Get(kb); v != nil {
 			r, err := decodeKV(v)
@@ -530,6 +535,7 @@ func (d *DB) applyAll(tx *bolt.Tx, batch []*op, now int64) (int64, error) {
 		next := rev + 1
 		var ev Event
 		var e histEntry
+		uid := o.uid // of the object after this write
 		switch o.kind {
 		case opCreate:
 			if cur != nil {
@@ -537,7 +543,7 @@ func (d *DB) applyAll(tx *bolt.Tx, batch []*op, now int64) (int64, error) {
 				continue
 			}
 			obj := &Object{Key: o.key, UID: o.uid, Value: o.value, CreateRevision: next, Revision: next}
-			e = histEntry{typ: histAdded, uid: []byte(o.uid), createRev: next, value: o.value}
+			e = histEntry{typ: histAdded, uid: a.str(uid), createRev: next, value: o.value}
 			ev = Event{Type: Added, Revision: next, Object: obj}
 		case opUpdate, opDelete:
 			verb := "update"
@@ -552,14 +558,15 @@ func (d *DB) applyAll(tx *bolt.Tx, batch []*op, now int64) (int64, error) {
 				o.err = fmt.Errorf("%s %s: %w", verb, o.key, err)
 				continue
 			}
+			uid = cur.UID
 			if o.kind == opUpdate {
 				obj := &Object{Key: o.key, UID: cur.UID, Value: o.value, CreateRevision: cur.CreateRevision, Revision: next}
-				e = histEntry{typ: histModified, uid: []byte(cur.UID), createRev: cur.CreateRevision, prevRev: cur.Revision, value: o.value}
+				e = histEntry{typ: histModified, uid: a.str(uid), createRev: cur.CreateRevision, prevRev: cur.Revision, value: o.value}
 				ev = Event{Type: Modified, Revision: next, Object: obj, Prev: cur}
 			} else {
 				obj := *cur
 				obj.Revision = next
-				e = histEntry{typ: histDeleted, uid: []byte(cur.UID), createRev: cur.CreateRevision, prevRev: cur.Revision}
+				e = histEntry{typ: histDeleted, uid: a.str(uid), createRev: cur.CreateRevision, prevRev: cur.Revision}
 				ev = Event{Type: Deleted, Revision: next, Object: &obj, Prev: cur}
 			}
 		default:
@@ -567,14 +574,14 @@ func (d *DB) applyAll(tx *bolt.Tx, batch []*op, now int64) (int64, error) {
 			continue
 		}
 		e.unixNano, e.key = now, kb
-		if err := hist.Put(revKey(next), encodeHist(e)); err != nil {
+		if err := hist.Put(a.revKey(next), a.hist(e)); err != nil {
 			return 0, errApply{err}
 		}
 		var err error
 		if o.kind == opDelete {
 			err = kv.Delete(kb)
 		} else {
-			err = kv.Put(kb, encodeKV(kvRec{uid: string(e.uid), createRev: e.createRev, rev: next}))
+			err = kv.Put(kb, a.kv(kvRec{uid: uid, createRev: e.createRev, rev: next}))
 		}
 		if err != nil {
 			return 0, errApply{err}

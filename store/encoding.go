@@ -72,8 +72,9 @@ type kvRec struct {
 	rev       int64
 }
 
-func encodeKV(r kvRec) []byte {
-	b := make([]byte, 0, len(r.uid)+21)
+func encodeKV(r kvRec) []byte { return appendKV(make([]byte, 0, len(r.uid)+21), r) }
+
+func appendKV(b []byte, r kvRec) []byte {
 	b = binary.AppendUvarint(b, uint64(len(r.uid)))
 	b = append(b, r.uid...)
 	b = binary.AppendUvarint(b, uint64(r.createRev))
@@ -131,7 +132,10 @@ type histEntry struct {
 }
 
 func encodeHist(e histEntry) []byte {
-	b := make([]byte, 0, 1+8+len(e.key)+len(e.uid)+len(e.value)+40)
+	return appendHist(make([]byte, 0, 1+8+len(e.key)+len(e.uid)+len(e.value)+40), e)
+}
+
+func appendHist(b []byte, e histEntry) []byte {
 	b = append(b, e.typ)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.unixNano))
 	b = binary.AppendUvarint(b, uint64(len(e.key)))
@@ -289,4 +293,50 @@ func (r *histReader) get(rev int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: history entry %d missing", errCorrupt, rev)
 	}
 	return v, nil
+}
+
+// commitArena holds the bytes one commit hands to bbolt (keys, encoded
+// entries), which bbolt references until the transaction commits. The
+// committer reuses it for every commit instead of allocating each piece
+// of each write: the committer is the one serial step every write waits
+// for, and its garbage is collected on the same cores.
+type commitArena struct{ buf []byte }
+
+// maxArena: an arena that grew past this (a huge batch) is not kept.
+const maxArena = 1 << 20
+
+func (a *commitArena) reset() {
+	if cap(a.buf) > maxArena {
+		a.buf = nil
+	}
+	a.buf = a.buf[:0]
+}
+
+// slice returns what was appended since start as its own slice. Earlier
+// slices stay valid when a later append moves the buffer (they keep the
+// old array).
+func (a *commitArena) slice(start int) []byte { return a.buf[start:len(a.buf):len(a.buf)] }
+
+func (a *commitArena) str(s string) []byte {
+	start := len(a.buf)
+	a.buf = append(a.buf, s...)
+	return a.slice(start)
+}
+
+func (a *commitArena) revKey(rev int64) []byte {
+	start := len(a.buf)
+	a.buf = binary.BigEndian.AppendUint64(a.buf, uint64(rev))
+	return a.slice(start)
+}
+
+func (a *commitArena) hist(e histEntry) []byte {
+	start := len(a.buf)
+	a.buf = appendHist(a.buf, e)
+	return a.slice(start)
+}
+
+func (a *commitArena) kv(r kvRec) []byte {
+	start := len(a.buf)
+	a.buf = appendKV(a.buf, r)
+	return a.slice(start)
 }

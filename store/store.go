@@ -103,7 +103,9 @@ type Watcher interface {
 	Stop()
 }
 
-// Interface is what the API server needs from storage.
+// Interface is what the API server needs from storage. Create and Update
+// copy the value they are given: callers may reuse its bytes once the call
+// returns (the API server encodes into pooled buffers).
 type Interface interface {
 	Get(ctx context.Context, key string) (*Object, error)
 	List(ctx context.Context, opts ListOptions) (*ListResult, error)
