@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -247,6 +248,52 @@ func encodeStore(obj runtime.Object) ([]byte, error) {
 		return nil, fmt.Errorf("encode %T: %w", obj, err)
 	}
 	return buf.Bytes(), nil
+}
+
+// encodeBuf is reusable space for encoding one object: the protobuf
+// serializer's scratch buffer and the output. Every create and every
+// response encodes at least once; fresh buffers for each (grown step by
+// step for JSON) were a good part of the handler's garbage, which the
+// collector then has to chase on the same two cores as the requests.
+type encodeBuf struct {
+	alloc runtime.Allocator
+	out   bytes.Buffer
+}
+
+// maxPooledEncode: a buffer that grew past this (a large list) is left to
+// the collector rather than kept in the pool.
+const maxPooledEncode = 256 << 10
+
+var encodeBufs = sync.Pool{New: func() any { return new(encodeBuf) }}
+
+func getEncodeBuf() *encodeBuf { return encodeBufs.Get().(*encodeBuf) }
+
+// release returns b to the pool; bytes it returned must no longer be used.
+func (b *encodeBuf) release() {
+	if b.out.Cap() > maxPooledEncode {
+		return
+	}
+	b.out.Reset()
+	encodeBufs.Put(b)
+}
+
+// protobuf encodes obj as protobuf into b; the bytes stay valid until the
+// next use or release of b.
+func (b *encodeBuf) protobuf(obj runtime.Object) ([]byte, error) {
+	b.out.Reset()
+	if err := protoSer.EncodeWithAllocator(obj, &b.out, &b.alloc); err != nil {
+		return nil, fmt.Errorf("encode %T: %w", obj, err)
+	}
+	return b.out.Bytes(), nil
+}
+
+// json encodes obj as JSON into b (see protobuf).
+func (b *encodeBuf) json(obj runtime.Object) ([]byte, error) {
+	b.out.Reset()
+	if err := jsonSer.Encode(obj, &b.out); err != nil {
+		return nil, fmt.Errorf("encode %T: %w", obj, err)
+	}
+	return b.out.Bytes(), nil
 }
 
 // decodeStore decodes a stored value into into.

@@ -76,10 +76,20 @@ func eventsV1ToCore(e *eventsv1.Event) *corev1.Event {
 
 // encodeFor serialises obj, served as res, in its storage form.
 func encodeFor(res resources.Resource, obj runtime.Object) ([]byte, error) {
+	return encodeStore(storageForm(res, obj))
+}
+
+// encodeForInto is encodeFor into a reusable buffer (see encodeBuf).
+func encodeForInto(b *encodeBuf, res resources.Resource, obj runtime.Object) ([]byte, error) {
+	return b.protobuf(storageForm(res, obj))
+}
+
+// storageForm is obj, served as res, as the store keeps it.
+func storageForm(res resources.Resource, obj runtime.Object) runtime.Object {
 	if ev, ok := obj.(*eventsv1.Event); ok && isEventsV1(res) {
-		obj = eventsV1ToCore(ev)
+		return eventsV1ToCore(ev)
 	}
-	return encodeStore(obj)
+	return obj
 }
 
 // decodeFor decodes a stored value into the form res serves.

@@ -94,9 +94,9 @@ func writeObject(w http.ResponseWriter, r *http.Request, code int, obj runtime.O
 			obj = p
 		}
 	}
-	var buf bytes.Buffer
 	switch {
 	case a.yaml:
+		var buf bytes.Buffer
 		if err := yamlSer.Encode(obj, &buf); err == nil {
 			w.Header().Set("Content-Type", mediaYAML)
 			w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
@@ -105,20 +105,32 @@ func writeObject(w http.ResponseWriter, r *http.Request, code int, obj runtime.O
 			return
 		}
 	case a.protobuf:
-		if err := protoSer.Encode(obj, &buf); err == nil {
-			w.Header().Set("Content-Type", mediaProtobuf)
-			w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-			w.WriteHeader(code)
-			_, _ = w.Write(buf.Bytes())
+		// Kinds without a protobuf form fall back to JSON, as before.
+		if writePooled(w, code, mediaProtobuf, obj, (*encodeBuf).protobuf) == nil {
 			return
 		}
-		buf.Reset()
 	}
-	if err := jsonSer.Encode(obj, &buf); err != nil {
+	if err := writePooled(w, code, mediaJSON, obj, (*encodeBuf).json); err != nil {
 		writeError(w, fmt.Errorf("encode response: %w", err))
-		return
 	}
-	writeRaw(w, code, buf.Bytes())
+}
+
+// writePooled answers with obj encoded by enc into a pooled buffer, which
+// is safe to reuse once Write returns (the response writer has copied or
+// sent the bytes by then). When obj cannot be encoded it writes nothing
+// and returns the error.
+func writePooled(w http.ResponseWriter, code int, contentType string, obj runtime.Object, enc func(*encodeBuf, runtime.Object) ([]byte, error)) error {
+	b := getEncodeBuf()
+	defer b.release()
+	data, err := enc(b, obj)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(code)
+	_, _ = w.Write(data)
+	return nil
 }
 
 // writeJSONValue sends a non-runtime.Object value (discovery, version) as JSON.

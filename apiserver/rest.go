@@ -502,12 +502,17 @@ func (s *Server) create(ctx context.Context, res resources.Resource, ns string, 
 		s.rollback(alloc)
 		return obj, warns, nil
 	}
-	data, err := encodeFor(res, obj)
+	// The store copies the value (store.Interface), so the encoding can
+	// go back to the pool as soon as Create returns.
+	eb := getEncodeBuf()
+	data, err := encodeForInto(eb, res, obj)
 	if err != nil {
+		eb.release()
 		s.rollback(alloc)
 		return nil, warns, apierrors.NewInternalError(err)
 	}
 	so, err := s.store.Create(ctx, objectKey(res, ns, m.GetName()), string(m.GetUID()), data)
+	eb.release()
 	if err != nil {
 		s.rollback(alloc)
 		return nil, warns, storeErr(err, res.GVR.GroupResource(), m.GetName())
